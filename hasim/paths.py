@@ -29,7 +29,7 @@ def traces_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Directory holding measurements and validation runs (``HASIM_DATA_DIR`` or ``<project>/data``)."""
+    """Measurements and validation runs (``HASIM_DATA_DIR`` or ``<project>/data``)."""
     return _env_path("HASIM_DATA_DIR", PROJECT_DIR / "data")
 
 

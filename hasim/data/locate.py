@@ -24,7 +24,9 @@ def trace_path(relative: str | Path, *, must_exist: bool = True) -> Path:
 
 
 def data_path(relative: str | Path, *, must_exist: bool = True) -> Path:
-    """Path of a measurement/validation file relative to the data dir (absolute paths pass through)."""
+    """Path of a measurement/validation file relative to the data dir.
+
+    Absolute paths pass through."""
     p = Path(relative)
     if not p.is_absolute():
         p = data_dir() / p

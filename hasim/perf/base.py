@@ -43,6 +43,8 @@ def check_point(batch: int, sm_pct: float, quota: float) -> None:
         raise InputError(f"time quota {quota!r} is invalid", expected="a fraction in (0, 1]")
 
 
-def batch_table(model: LatencyModel, name: str, sm_pct: float, quota: float, max_batch: int) -> list[float]:
+def batch_table(
+    model: LatencyModel, name: str, sm_pct: float, quota: float, max_batch: int
+) -> list[float]:
     """Mean latencies (s) for batch sizes 0..max_batch (index = batch; index 0 is 0.0)."""
     return [0.0] + [model.mean_latency_s(name, b, sm_pct, quota) for b in range(1, max_batch + 1)]

@@ -1,0 +1,121 @@
+"""The autoscaling interface: ``decide(now, view) -> actions``.
+
+Autoscalers are plain objects with no SimPy inside; the simulation calls ``decide``
+every ``period_s`` simulated seconds (and once at t = 0) and applies the returned
+actions with their delays: a created pod serves after its cold-start phases; a quota
+update reaches the token scheduler after ``cluster.quota_delay``; a deleted pod stops
+taking batches at once and releases its GPU share when its running batch ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from hasim.workload.base import FunctionSpec
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    """Start a pod of ``function`` with (sm_pct %, quota fraction, batch).
+
+    gpu/row pin the placement (None: the cluster's placement chooses);
+    exclusive: the pod holds a whole GPU (KServe-style).
+    warm: the pod is already running (provisioned before the run): no cold start.
+    """
+
+    function: str
+    sm_pct: float
+    quota: float
+    batch: int
+    gpu: int | None = None
+    row: int | None = None
+    exclusive: bool = False
+    warm: bool = False
+
+
+@dataclass(frozen=True)
+class UpdateQuota:
+    """Change a running pod's time quota (fraction of the window)."""
+
+    pod: int
+    quota: float
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Drain and remove a pod."""
+
+    pod: int
+
+
+Action = CreatePod | UpdateQuota | DeletePod
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What an autoscaler may know of a pod. Times in s; quota as a fraction."""
+
+    id: int
+    function: str
+    model: str
+    sm_pct: float
+    quota: float
+    batch: int
+    state: str
+    gpu: int | None
+    row: int
+    created_at: float
+    ready_at: float
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """A GPU: rows as (sm_pct, free quota fraction); occupancy = HGO; memory in MB."""
+
+    id: int
+    type: str
+    rows: tuple[tuple[float, float], ...]
+    occupancy: float
+    mem_free_mb: float
+    pods: tuple[int, ...]
+
+
+class ClusterView(Protocol):
+    """Read-only view of the cluster handed to ``decide``."""
+
+    now: float
+
+    def functions(self) -> list[FunctionSpec]: ...
+
+    def pods(self, function: str | None = None) -> list[PodInfo]: ...
+
+    def gpus(self) -> list[GpuInfo]: ...
+
+    def arrivals(self, function: str, t0: float, t1: float) -> int:
+        """Requests of ``function`` that arrived in [t0, t1) (t1 <= now)."""
+        ...
+
+    def total_arrivals(self, function: str) -> int:
+        """All requests of ``function`` in the workload (for static provisioning)."""
+        ...
+
+    def queue_length(self, function: str) -> int:
+        """Requests waiting (arrived, not started, not dropped) at ``now``."""
+        ...
+
+    def in_flight(self, function: str) -> int:
+        """Requests being served on a pod at ``now``."""
+        ...
+
+    def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
+        """Mean batch latency (s) from the simulation's latency model."""
+        ...
+
+
+class Autoscaler(Protocol):
+    """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0)."""
+
+    period_s: float | None
+
+    def decide(self, now: float, view: ClusterView) -> list[Action]: ...

@@ -1,0 +1,25 @@
+"""Autoscaler kinds: ``kind -> (config dataclass, factory(cfg, cluster_cfg))``.
+
+Add your own policy by registering it here (or with ``register``) and adding a YAML
+file under ``conf/autoscaler/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hasim.autoscale.base import Autoscaler
+from hasim.autoscale.static import StaticAutoscaler, StaticConfig
+from hasim.config.schema import ClusterConfig
+
+Factory = Callable[[Any, ClusterConfig], Autoscaler]
+
+AUTOSCALER_KINDS: dict[str, tuple[type, Factory]] = {
+    "static": (StaticConfig, lambda cfg, cluster: StaticAutoscaler(cfg, cluster.max_batch)),
+}
+
+
+def register(kind: str, schema: type, factory: Factory) -> None:
+    """Make a user-defined autoscaler selectable as ``autoscaler.kind=<kind>``."""
+    AUTOSCALER_KINDS[kind] = (schema, factory)

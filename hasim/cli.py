@@ -1,0 +1,52 @@
+"""``hasim``: the command line.
+
+hasim run [OVERRIDES...]       simulate (Hydra app; -m for sweeps; --help for configs)
+hasim data fetch|verify|list   fill and check the trace and data directories
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: hasim <command> [args]
+
+commands:
+  run [key=value ...]     run a simulation (Hydra overrides; `hasim run --help` lists
+                          the config groups and options; `hasim run -m ...` sweeps)
+  data fetch|verify|list  download or copy (--mirror DIR) the traces and measurements,
+                          verifying sha256; `hasim data --help`
+
+examples:
+  hasim run                                        # the offline default
+  hasim run workload=poisson workload.rate=20 perf=synthetic autoscaler.pods=2
+  hasim data fetch --mirror ../shared && hasim run experiment=azure500
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "--version":
+        from hasim import __version__
+
+        print(__version__)
+        return 0
+    if cmd == "run":
+        from hasim.sim.app import app
+
+        sys.argv = ["hasim run", *rest]
+        app()
+        return 0
+    if cmd == "data":
+        from hasim.data.cli import main as data_main
+
+        return data_main(rest)
+    print(f"hasim: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

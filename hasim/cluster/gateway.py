@@ -1,0 +1,198 @@
+"""The data plane of one function: its FIFO queue, dynamic batching and its pods.
+
+This is the simulation's hot loop, written without per-request objects or SimPy
+events (DESIGN.md "fast path"). Requests are indices into the function's sorted
+arrival array. The control plane (SimPy) calls ``advance(t)`` before it changes the
+function's pods at time ``t``; ``advance`` starts every batch whose start time is
+<= t. Between two control events the pod set is constant, so every batch start is
+decided with the pods that really existed at that moment.
+
+Batching rule: a pod that is free at ``t_free`` serves the queue head ``a0`` at
+``start = max(t_free, a0)``; with ``max_wait > 0`` it waits until the batch is full or
+the head has waited ``max_wait``: ``start = max(t_free, a0, min(a0 + max_wait,
+arrival of the max_batch-th queued request))``. The batch holds every queued request
+that arrived by ``start``, up to ``max_batch``. The pod is busy for the batch latency
+(mean x noise) plus ``overhead``; each request finishes at the batch's end. Among
+free pods the one free the longest takes the head (ties: lowest pod id). A request
+still queued ``timeout`` s after it arrived is dropped (reason ``timeout``).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NOISE_BLOCK = 8192
+
+
+@dataclass
+class Server:
+    """A ready pod as the gateway sees it: when it is free and its latency per batch size
+    (the table's length - 1 is the pod's max batch)."""
+
+    pod_id: int
+    free_at: float
+    table: list[float]  # mean GPU latency (s) by batch size; index 0 unused
+    last_n: int = 0  # size of the batch that ends at free_at
+
+
+@dataclass
+class FunctionQueue:
+    """Queue, batching and dispatch of one function (see module docstring)."""
+
+    name: str
+    arrivals: np.ndarray
+    max_wait: float
+    timeout: float | None
+    overhead: float
+    noise: Callable[[int], np.ndarray]
+    servers: list[Server] = field(default_factory=list)
+    draining: list[Server] = field(default_factory=list)
+    head: int = 0
+    # batch log: first request index, size, start (s), end (s), pod id
+    b_first: list[int] = field(default_factory=list)
+    b_n: list[int] = field(default_factory=list)
+    b_start: list[float] = field(default_factory=list)
+    b_end: list[float] = field(default_factory=list)
+    b_pod: list[int] = field(default_factory=list)
+    # drop log: first request index, count, time (s), reason
+    d_first: list[int] = field(default_factory=list)
+    d_n: list[int] = field(default_factory=list)
+    d_time: list[float] = field(default_factory=list)
+    d_reason: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._arr: list[float] = self.arrivals.tolist()
+        self._noise: list[float] = []
+        self._noise_i = 0
+        self.synced_to = -math.inf
+
+    # ---- control-plane hooks -------------------------------------------------
+    def add_server(self, pod_id: int, now: float, table: list[float]) -> None:
+        self.servers.append(Server(pod_id, now, table))
+        self.servers.sort(key=lambda s: s.pod_id)
+
+    def remove_server(self, pod_id: int) -> float:
+        """Stop giving batches to a pod; returns when its running batch ends (s)."""
+        for i, s in enumerate(self.servers):
+            if s.pod_id == pod_id:
+                del self.servers[i]
+                self.draining.append(s)
+                return s.free_at
+        raise KeyError(pod_id)
+
+    def set_table(self, pod_id: int, table: list[float]) -> None:
+        for s in self.servers:
+            if s.pod_id == pod_id:
+                s.table = table
+                return
+        raise KeyError(pod_id)
+
+    def queue_length(self, now: float) -> int:
+        """Arrived, not started and not timed out by ``now`` (call after advance(now))."""
+        lo = self.head
+        if self.timeout is not None:
+            lo = max(lo, bisect_left(self._arr, now - self.timeout, lo))
+        return max(0, bisect_right(self._arr, now, lo) - lo)
+
+    def in_flight(self, now: float) -> int:
+        """Requests in batches that started by ``now`` and end after it."""
+        self.draining = [s for s in self.draining if s.free_at > now]
+        return sum(s.last_n for s in self.servers + self.draining if s.free_at > now)
+
+    def arrivals_between(self, t0: float, t1: float) -> int:
+        return bisect_left(self._arr, t1) - bisect_left(self._arr, t0)
+
+    # ---- the hot loop ----------------------------------------------------------
+    def _draw_noise(self) -> None:
+        self._noise = self.noise(NOISE_BLOCK).tolist()
+        self._noise_i = 0
+
+    def advance(self, until: float) -> None:
+        """Start every batch whose start time is <= ``until`` (s)."""
+        self.synced_to = max(self.synced_to, until)
+        servers = self.servers
+        if not servers:
+            return
+        arr = self._arr
+        n = len(arr)
+        head = self.head
+        if head >= n:
+            return
+        max_wait, overhead = self.max_wait, self.overhead
+        timeout = self.timeout
+        b_first, b_n, b_start, b_end, b_pod = (
+            self.b_first,
+            self.b_n,
+            self.b_start,
+            self.b_end,
+            self.b_pod,
+        )
+        noise, ni = self._noise, self._noise_i
+        single = servers[0] if len(servers) == 1 else None
+        while head < n:
+            if single is not None:
+                srv = single
+            else:
+                srv = servers[0]
+                for s in servers:
+                    if s.free_at < srv.free_at:
+                        srv = s
+            t_free = srv.free_at
+            if t_free > until:
+                break
+            a0 = arr[head]
+            start = t_free if t_free > a0 else a0
+            max_batch = len(srv.table) - 1
+            if max_wait > 0.0 and max_batch > 1:
+                k = head + max_batch - 1
+                fill = a0 + max_wait
+                if k < n and arr[k] < fill:
+                    fill = arr[k]
+                if fill > start:
+                    start = fill
+            if timeout is not None and a0 < start - timeout:
+                j = bisect_left(arr, start - timeout, head)
+                self._drop(head, j - head, arr, timeout)
+                head = j
+                continue
+            if start > until:
+                break
+            hi = head + max_batch
+            k = bisect_right(arr, start, head, hi if hi < n else n)
+            nb = k - head
+            if ni >= len(noise):
+                self._draw_noise()
+                noise, ni = self._noise, 0
+            end = start + srv.table[nb] * noise[ni] + overhead
+            ni += 1
+            b_first.append(head)
+            b_n.append(nb)
+            b_start.append(start)
+            b_end.append(end)
+            b_pod.append(srv.pod_id)
+            srv.free_at = end
+            srv.last_n = nb
+            head = k
+        self.head = head
+        self._noise_i = ni
+
+    def _drop(self, first: int, count: int, arr: list[float], timeout: float) -> None:
+        # dropped requests leave at arrival + timeout; one record per run keeps it compact
+        self.d_first.append(first)
+        self.d_n.append(count)
+        self.d_time.append(arr[first] + timeout)
+        self.d_reason.append("timeout")
+
+    def expire(self, now: float) -> None:
+        """Drop queued requests whose timeout passed by ``now`` (used at the end of a run)."""
+        if self.timeout is None or self.head >= len(self._arr):
+            return
+        j = bisect_left(self._arr, now - self.timeout, self.head)
+        if j > self.head:
+            self._drop(self.head, j - self.head, self._arr, self.timeout)
+            self.head = j

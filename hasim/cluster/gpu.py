@@ -1,0 +1,149 @@
+"""GPU types and one GPU's spatial layout: rows of SM partitions holding time-sharing pods.
+
+A GPU holds up to ``rows`` rows (HAS-GPU's SM partition alignment, SYSTEMS.md 2.1).
+All pods in a row share one SM size (percent) and time-share it: their quotas
+(fractions of the token window) sum to <= 1. Pods in different rows run at the same
+time, so the SM sizes of the non-empty rows sum to <= 100 %. Memory (MB) is bounded by
+the GPU's capacity. ``check()`` asserts all of this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hasim.errors import InputError
+
+if TYPE_CHECKING:
+    from hasim.cluster.pod import Pod
+
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class GpuType:
+    """A GPU model: SM count, memory in MB, on-demand price in USD per GPU-hour."""
+
+    name: str
+    sm_count: int
+    memory_mb: int
+    price_per_hour: float
+
+
+# Prices: per-GPU share of common on-demand cloud instances (p3 / p4d / p5 class), 2024.
+GPU_TYPES: dict[str, GpuType] = {
+    "V100": GpuType("V100", 80, 16_384, 3.06),
+    "A100": GpuType("A100", 108, 40_960, 4.10),
+    "A100-80GB": GpuType("A100-80GB", 108, 81_920, 5.12),
+    "H100": GpuType("H100", 132, 81_920, 12.29),
+}
+
+
+def gpu_type(name: str) -> GpuType:
+    """Look up a GPU type by name (case-insensitive)."""
+    for key, value in GPU_TYPES.items():
+        if key.lower() == name.lower():
+            return value
+    raise InputError(f"unknown GPU type {name!r}", expected=f"one of {', '.join(GPU_TYPES)}")
+
+
+@dataclass
+class Row:
+    """One SM partition slot of a GPU; ``sm_pct`` is 0 while the row is empty."""
+
+    sm_pct: float = 0.0
+    pods: list[Pod] = field(default_factory=list)
+
+    @property
+    def quota_used(self) -> float:
+        return sum(p.quota for p in self.pods)
+
+    @property
+    def free_quota(self) -> float:
+        return max(0.0, 1.0 - self.quota_used)
+
+    @property
+    def empty(self) -> bool:
+        return not self.pods
+
+
+@dataclass
+class Gpu:
+    """One physical GPU on a node."""
+
+    id: int
+    node: str
+    type: GpuType
+    n_rows: int = 2
+    rows: list[Row] = field(default_factory=list)
+    mem_used_mb: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.rows:
+            self.rows = [Row() for _ in range(self.n_rows)]
+
+    @property
+    def pods(self) -> list[Pod]:
+        return [p for r in self.rows for p in r.pods]
+
+    @property
+    def used(self) -> bool:
+        return any(r.pods for r in self.rows)
+
+    @property
+    def sm_used(self) -> float:
+        """Sum of the SM sizes (percent) of the non-empty rows."""
+        return sum(r.sm_pct for r in self.rows if r.pods)
+
+    @property
+    def occupancy(self) -> float:
+        """HGO: sum over pods of (sm/100) * quota, as a fraction of one GPU."""
+        return sum(p.sm_pct / 100.0 * p.quota for p in self.pods)
+
+    @property
+    def mem_free_mb(self) -> float:
+        return self.type.memory_mb - self.mem_used_mb
+
+    def fits(self, row: int, sm_pct: float, quota: float, mem_mb: float) -> bool:
+        """Could a pod (sm_pct, quota, mem_mb) go into ``row`` without breaking an invariant?"""
+        r = self.rows[row]
+        if mem_mb > self.mem_free_mb + EPS:
+            return False
+        if r.pods:
+            return abs(r.sm_pct - sm_pct) < EPS and quota <= r.free_quota + EPS
+        other = sum(x.sm_pct for i, x in enumerate(self.rows) if i != row and x.pods)
+        return other + sm_pct <= 100.0 + EPS and quota <= 1.0 + EPS
+
+    def add(self, pod: Pod, row: int) -> None:
+        if not self.fits(row, pod.sm_pct, pod.quota, pod.mem_mb):
+            raise RuntimeError(f"pod {pod.id} does not fit GPU {self.id} row {row}")
+        r = self.rows[row]
+        if not r.pods:
+            r.sm_pct = pod.sm_pct
+        r.pods.append(pod)
+        self.mem_used_mb += pod.mem_mb
+        pod.gpu, pod.row = self, row
+
+    def remove(self, pod: Pod) -> None:
+        r = self.rows[pod.row]
+        r.pods.remove(pod)
+        if not r.pods:
+            r.sm_pct = 0.0
+        self.mem_used_mb -= pod.mem_mb
+        if abs(self.mem_used_mb) < 1e-6:
+            self.mem_used_mb = 0.0
+
+    def can_set_quota(self, pod: Pod, quota: float) -> bool:
+        r = self.rows[pod.row]
+        return 0 < quota <= 1.0 and r.quota_used - pod.quota + quota <= 1.0 + EPS
+
+    def check(self) -> None:
+        """Assert the invariants: row SM sizes sum <= 100, row quotas <= 1, memory <= capacity."""
+        assert self.sm_used <= 100.0 + 1e-6, f"GPU {self.id}: SM partitions sum to {self.sm_used}"
+        for i, r in enumerate(self.rows):
+            assert r.quota_used <= 1.0 + 1e-6, f"GPU {self.id} row {i}: quotas sum {r.quota_used}"
+            for p in r.pods:
+                assert abs(p.sm_pct - r.sm_pct) < 1e-6, f"pod {p.id} SM differs from its row"
+        mem = sum(p.mem_mb for p in self.pods)
+        assert abs(mem - self.mem_used_mb) < 1e-3, "memory book-keeping drifted"
+        assert mem <= self.type.memory_mb + 1e-6, f"GPU {self.id}: memory {mem} > capacity"

@@ -1,0 +1,103 @@
+"""Typed configs of the simulation core (cluster, simulation, output).
+
+Workload, perf and autoscaler configs live beside their implementations and are
+found through registries keyed by ``kind``. Units are in the field comments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DistConfig:
+    """A non-negative random duration in seconds.
+
+    dist: constant | exponential | uniform | lognormal | normal (normal is clipped at 0).
+    mean: mean in s (constant: the value). cv: coefficient of variation (lognormal, normal).
+    low/high: bounds in s for uniform (mean is ignored then).
+    """
+
+    dist: str = "constant"
+    mean: float = 0.0
+    cv: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+
+
+@dataclass
+class ColdStartConfig:
+    """Pod start-up phases, in order; each a duration distribution (s).
+
+    model_load adds weights_mb / load_bandwidth_mb_s seconds (model facts) to its sample.
+    """
+
+    scheduling: DistConfig = field(default_factory=lambda: DistConfig("constant", 0.5))
+    container_start: DistConfig = field(default_factory=lambda: DistConfig("lognormal", 2.0, 0.25))
+    cuda_context: DistConfig = field(default_factory=lambda: DistConfig("constant", 1.0))
+    model_load: DistConfig = field(default_factory=lambda: DistConfig("constant", 0.2))
+    load_bandwidth_mb_s: float = 1000.0  # MB/s from storage to GPU memory
+    readiness: DistConfig = field(
+        default_factory=lambda: DistConfig("uniform", low=3.0, high=4.0)
+    )  # readiness probe: initial delay 3 s, period 1 s
+
+
+@dataclass
+class ClusterConfig:
+    """GPU cluster, gateway and pod behaviour.
+
+    gpu: GPU type name (V100, A100, A100-80GB, H100). nodes x gpus_per_node GPUs.
+    rows_per_gpu: SM partition rows per GPU (HAS-GPU: 2).
+    max_batch: dynamic batching limit (requests per batch); max_wait: s a pod waits for a
+    batch to fill once a request is queued. timeout: s a request may wait in the queue
+    before it is dropped (reason ``timeout``); null = never.
+    overhead: non-GPU time per batch, in s (HTTP, decoding, preprocessing), held by the
+    pod's serving process (HAS-GPU's capacity formula assumes 70 ms).
+    quota_delay: s from a quota decision until the token scheduler applies it.
+    price_per_gpu_hour: USD; null = the GPU type's default.
+    model_memory_mb: per-model GPU memory footprint overrides (MB).
+    """
+
+    gpu: str = "V100"
+    nodes: int = 8
+    gpus_per_node: int = 1
+    rows_per_gpu: int = 2
+    max_batch: int = 4
+    max_wait: float = 0.0
+    timeout: float | None = 60.0
+    overhead: float = 0.07
+    quota_delay: float = 0.04
+    price_per_gpu_hour: float | None = None
+    model_memory_mb: dict[str, float] = field(default_factory=dict)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+
+
+@dataclass
+class SimConfig:
+    """Simulation control.
+
+    drain: s simulated after the workload ends so queued requests can finish.
+    sample_period: s between utilisation samples (the real usage files: 2 s).
+    slo_scale: a function without an explicit SLO gets slo_scale x (batch-1 full-GPU
+    latency + overhead) of its model, in s.
+    check_invariants: assert GPU invariants after every control action (tests).
+    progress: show a progress bar over simulated time.
+    fidelity: batch (latency per batch from the model); kernel is a later addition.
+    """
+
+    drain: float = 60.0
+    sample_period: float = 2.0
+    slo_scale: float = 5.0
+    check_invariants: bool = False
+    progress: bool = True
+    fidelity: str = "batch"
+
+
+@dataclass
+class OutputConfig:
+    """Where and what to write. dir: results root; the run goes to dir/name/run."""
+
+    dir: str = "results"
+    write: bool = True
+    plot: bool = True
+    requests: bool = True  # write the per-request table (can be large)

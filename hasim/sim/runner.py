@@ -1,0 +1,180 @@
+"""Build a run from a composed config, simulate it, and write and print the results."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from hasim.analysis.plots import close, run_figure
+from hasim.autoscale.registry import AUTOSCALER_KINDS
+from hasim.config.schema import ClusterConfig, OutputConfig, SimConfig
+from hasim.config.typed import pick_kind, to_typed
+from hasim.paths import conf_dir
+from hasim.sim import metrics
+from hasim.sim.engine import Simulation
+from hasim.sim.results import run_name, write_run
+from hasim.sim.rng import Streams
+
+
+@dataclass
+class Result:
+    """A finished run. ``summary``: the keys of summary.json; ``requests``: one row per
+    request; ``path``: the run directory when written."""
+
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    functions: pd.DataFrame
+    pods: pd.DataFrame
+    actions: pd.DataFrame
+    allocations: pd.DataFrame
+    usage: pd.DataFrame
+    config: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def compose(overrides: Sequence[str] | None = None) -> DictConfig:
+    """The config Hydra would compose for ``hasim run <overrides>``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="hasim"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []))
+
+
+def run(overrides: Sequence[str] | None = None) -> Result:
+    """Run one simulation from Hydra-style overrides, e.g. ``["workload.rate=5"]``."""
+    overrides = list(overrides or [])
+    return run_config(compose(overrides), overrides)
+
+
+def _progress_bar(enabled: bool, total: float):
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=round(total),
+        unit="sim-s",
+        desc="simulating",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
+
+    def update(t: float) -> None:
+        bar.update(max(0, round(t) - bar.n))
+
+    return bar, update
+
+
+def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Result:
+    """Run the simulation described by a composed config."""
+    from hasim.perf.registry import PERF_KINDS
+    from hasim.workload.registry import WORKLOAD_KINDS
+
+    seed = int(cfg.seed)
+    ccfg = to_typed(cfg.cluster, ClusterConfig, "cluster")
+    scfg = to_typed(cfg.sim, SimConfig, "sim")
+    ocfg = to_typed(cfg.output, OutputConfig, "output")
+    wschema, wbuild = pick_kind(cfg.workload, WORKLOAD_KINDS, "workload")
+    pschema, pbuild = pick_kind(cfg.perf, PERF_KINDS, "perf")
+    aschema, abuild = pick_kind(cfg.autoscaler, AUTOSCALER_KINDS, "autoscaler")
+    wcfg = to_typed(cfg.workload, wschema, "workload")
+    pcfg = to_typed(cfg.perf, pschema, "perf")
+    acfg = to_typed(cfg.autoscaler, aschema, "autoscaler")
+
+    workload = wbuild(wcfg, Streams(seed).get("arrivals"))
+    perf = pbuild(pcfg)
+    autoscaler = abuild(acfg, ccfg)
+    bar, update = _progress_bar(scfg.progress, workload.duration_s + scfg.drain)
+    try:
+        sim = Simulation(workload, perf, autoscaler, ccfg, scfg, seed, progress=update).run()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    slos = metrics.slos(sim)
+    requests = metrics.requests_frame(sim, slos)
+    allocations = metrics.alloc_frame(sim)
+    usage = metrics.usage_frame(allocations, scfg.sample_period, sim.end_time)
+    summary = metrics.summarize(sim, requests, allocations, usage)
+    summary.update(
+        {
+            "experiment": str(cfg.name),
+            "seed": seed,
+            "workload": wcfg.kind,
+            "perf": pcfg.kind,
+            "autoscaler": acfg.kind,
+        }
+    )
+    functions = metrics.functions_frame(sim, requests, slos)
+    result = Result(
+        summary=summary,
+        requests=requests,
+        functions=functions,
+        pods=pd.DataFrame(sim.logs.pods),
+        actions=pd.DataFrame(sim.logs.actions),
+        allocations=allocations,
+        usage=usage,
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+    )
+    name = cfg.get("run") or run_name(list(overrides or []))
+    summary["run"] = name
+    if ocfg.write:
+        frames = {
+            "functions": functions,
+            "pods": result.pods,
+            "actions": result.actions,
+            "allocations": allocations,
+            "usage": usage,
+        }
+        if ocfg.requests:
+            frames["requests"] = requests
+        figures = {}
+        if ocfg.plot:
+            figures["plot.png"] = run_figure(requests, usage, f"{cfg.name} / {name}")
+        try:
+            result.path = write_run(
+                Path(ocfg.dir) / str(cfg.name) / name,
+                frames,
+                summary,
+                OmegaConf.to_yaml(cfg, resolve=True),
+                figures,
+            )
+        finally:
+            for fig in figures.values():
+                close(fig)
+    if scfg.progress or ocfg.write:
+        print(format_summary(result))
+    return result
+
+
+def format_summary(result: Result) -> str:
+    """A short human-readable table of the run."""
+    s = result.summary
+
+    def f(key: str, fmt: str = "{:.4f}") -> str:
+        v = s.get(key)
+        return "-" if v is None or v != v else fmt.format(v)
+
+    lines = [
+        f"run {s.get('experiment')}/{s.get('run')}: {s['functions']} functions, "
+        f"{s['requests_total']:,} requests over {s['duration_s']:.0f} s on {s['gpu']}",
+        f"  completed {s['completed']:,}  dropped {s['dropped']:,}  in flight {s['in_flight']:,}"
+        f"  throughput {f('throughput_rps', '{:.2f}')} req/s",
+        f"  latency mean {f('latency_mean_s')} s  p50 {f('latency_p50_s')}"
+        f"  p95 {f('latency_p95_s')}  p99 {f('latency_p99_s')}  wait mean {f('wait_mean_s')} s",
+        f"  SLO violation rate {f('slo_violation_rate', '{:.2%}')}  cold starts {s['cold_starts']}"
+        f"  pods {s['pods_created']}  GPUs used max {s['gpus_used_max']}",
+        f"  cost {f('cost_gpu_seconds', '{:.1f}')} GPU-s (${f('cost_usd', '{:.2f}')})"
+        f"  mean GPU share {f('gpu_share_mean', '{:.3f}')}",
+    ]
+    if result.path is not None:
+        lines.append(f"  results: {result.path}")
+    return "\n".join(lines)
