@@ -247,3 +247,32 @@ def test_invariants_hold_under_random_actions(seed, nodes, rate):
         assert d["start"].min() >= pods[pid].ready_at - 1e-9
         if pods[pid].removed_at == pods[pid].removed_at:
             assert d["finish"].max() <= pods[pid].removed_at + 1e-9
+
+
+def test_wake_on_arrival_and_concurrency_view():
+    """An autoscaler with wake_on_arrival is called at the first arrival of a function
+    with no pods; concurrency() is the time-weighted number of requests in the system."""
+    calls: list[float] = []
+    conc: dict[float, float] = {}
+
+    class ScaleFromZero:
+        period_s = 10.0
+        wake_on_arrival = True
+
+        def decide(self, now, view):
+            calls.append(now)
+            if now >= 6.0:
+                conc[now] = view.concurrency("f", now - 1.0, now)
+            if view.arrivals("f", now - 1.0, now) and not view.pods("f"):
+                return [CreatePod("f", 100, 1.0, 1, warm=True)]
+            return []
+
+    arr = np.array([3.5, 5.0, 5.0])
+    w = Workload([FunctionSpec("f", "m", 10.0)], {"f": arr}, 12.0)
+    sim, req = simulate(
+        w, ScaleFromZero(), latency=StubLatency(2.0, "deterministic"), overhead=0.0, drain=0.0
+    )
+    assert calls[:2] == [0.0, 3.5]  # woken by the arrival at 3.5 (seen at that instant)
+    assert req["start"].tolist() == pytest.approx([3.5, 5.5, 7.5])
+    # over (9, 10]: one request in service (7.5..9.5) for 0.5 s -> mean concurrency 0.5
+    assert conc[10.0] == pytest.approx(0.5)

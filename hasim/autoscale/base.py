@@ -22,6 +22,8 @@ class CreatePod:
     gpu/row pin the placement (None: the cluster's placement chooses);
     exclusive: the pod holds a whole GPU (KServe-style).
     warm: the pod is already running (provisioned before the run): no cold start.
+    rect: with ``gpu``, place the pod as a box (x, y, w, h) on that GPU (x, w in
+    thousandths of the token window, y, h in SM %; see hasim.cluster.gpu).
     """
 
     function: str
@@ -32,6 +34,7 @@ class CreatePod:
     row: int | None = None
     exclusive: bool = False
     warm: bool = False
+    rect: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,13 @@ class PodInfo:
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """A GPU: rows as (sm_pct, free quota fraction); occupancy = HGO; memory in MB."""
+    """A GPU: rows as (sm_pct, free quota fraction) (sm_pct 0 = empty row); rects: boxes
+    of rectangle-placed pods; occupancy = HGO; memory in MB."""
 
     id: int
     type: str
     rows: tuple[tuple[float, float], ...]
+    rects: tuple[tuple[int, int, int, int], ...]
     occupancy: float
     mem_free_mb: float
     pods: tuple[int, ...]
@@ -93,7 +98,11 @@ class ClusterView(Protocol):
     def gpus(self) -> list[GpuInfo]: ...
 
     def arrivals(self, function: str, t0: float, t1: float) -> int:
-        """Requests of ``function`` that arrived in [t0, t1) (t1 <= now)."""
+        """Requests of ``function`` that arrived in (t0, t1] (t1 is clipped to now)."""
+        ...
+
+    def concurrency(self, function: str, t0: float, t1: float) -> float:
+        """Time-averaged requests in the system (queued + in service) over (t0, t1]."""
         ...
 
     def total_arrivals(self, function: str) -> int:
@@ -114,7 +123,12 @@ class ClusterView(Protocol):
 
 
 class Autoscaler(Protocol):
-    """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0)."""
+    """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0).
+
+    An autoscaler may also set ``wake_on_arrival = True``: then ``decide`` is called
+    additionally at the first arrival of a function that has no pods (Knative's
+    immediate tick at zero scale, HAS-GPU's scale-to-1 on first sight).
+    """
 
     period_s: float | None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hasim.autoscale.base import Action, ClusterView, CreatePod
+from hasim.cluster.pod import validate_pod_request
+from hasim.errors import InputError
 
 
 @dataclass
@@ -31,7 +33,13 @@ class StaticAutoscaler:
 
     def __init__(self, cfg: StaticConfig, default_batch: int) -> None:
         self.cfg = cfg
-        self.batch = cfg.batch or default_batch
+        self.batch = default_batch if cfg.batch is None else cfg.batch
+        if cfg.pods < 0:
+            raise InputError(f"autoscaler.pods={cfg.pods}", expected="an integer >= 0")
+        if not cfg.exclusive:
+            validate_pod_request(cfg.sm, cfg.quota, self.batch)
+        else:
+            validate_pod_request(100.0, 1.0, self.batch)
 
     def decide(self, now: float, view: ClusterView) -> list[Action]:
         if now > 0:

@@ -29,6 +29,15 @@ import numpy as np
 NOISE_BLOCK = 8192
 
 
+def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices covered by runs (first, count) and, for each, the index of its run."""
+    f = np.asarray(first, dtype=np.int64)
+    c = np.asarray(counts, dtype=np.int64)
+    run = np.repeat(np.arange(c.size), c)
+    offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
+    return f[run] + offset, run
+
+
 @dataclass
 class Server:
     """A ready pod as the gateway sees it: when it is free and its latency per batch size
@@ -105,7 +114,42 @@ class FunctionQueue:
         return sum(s.last_n for s in self.servers + self.draining if s.free_at > now)
 
     def arrivals_between(self, t0: float, t1: float) -> int:
-        return bisect_left(self._arr, t1) - bisect_left(self._arr, t0)
+        """Arrivals with t0 < t <= t1."""
+        return bisect_right(self._arr, t1) - bisect_right(self._arr, t0)
+
+    def next_arrival_after(self, t: float) -> float:
+        """The first arrival time > t (inf when none)."""
+        i = bisect_right(self._arr, t)
+        return self._arr[i] if i < len(self._arr) else math.inf
+
+    def _materialize(self) -> np.ndarray:
+        """Per-request leave times (batch end or drop time; nan while queued), filled
+        lazily from the batch and drop logs."""
+        if not hasattr(self, "_leave"):
+            self._leave = np.full(len(self._arr), np.nan)
+            self._mat_b = self._mat_d = 0
+        if self._mat_b < len(self.b_first):
+            idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
+            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run]
+            self._mat_b = len(self.b_first)
+        if self._mat_d < len(self.d_first):
+            idx, _ = expand_runs(self.d_first[self._mat_d :], self.d_n[self._mat_d :])
+            self._leave[idx] = self.arrivals[idx] + (self.timeout or 0.0)
+            self._mat_d = len(self.d_first)
+        return self._leave
+
+    def concurrency_seconds(self, t0: float, t1: float) -> float:
+        """Request-seconds spent in the system (queued or in service) during (t0, t1]:
+        the integral of concurrency, for time-weighted averages (call after advance(t1))."""
+        if t1 <= t0:
+            return 0.0
+        leave = self._materialize()
+        horizon = (self.timeout if self.timeout is not None else 600.0) + 120.0
+        lo = bisect_left(self._arr, t0 - horizon)
+        hi = bisect_right(self._arr, t1)
+        a = self.arrivals[lo:hi]
+        e = np.nan_to_num(leave[lo:hi], nan=np.inf)
+        return float(np.clip(np.minimum(e, t1) - np.maximum(a, t0), 0.0, None).sum())
 
     # ---- the hot loop ----------------------------------------------------------
     def _draw_noise(self) -> None:

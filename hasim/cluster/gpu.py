@@ -5,10 +5,17 @@ All pods in a row share one SM size (percent) and time-share it: their quotas
 (fractions of the token window) sum to <= 1. Pods in different rows run at the same
 time, so the SM sizes of the non-empty rows sum to <= 100 %. Memory (MB) is bounded by
 the GPU's capacity. ``check()`` asserts all of this.
+
+A GPU may instead hold pods as rectangles (FaST-GShare's 2-D packing): a pod is a
+``(x, y, w, h)`` box in a 1000 x 100 area, x/w in thousandths of the token window
+(w = ceil(1000 q)), y/h in SM percent. Boxes must lie inside the area and not
+overlap, so pods that run at the same moment never hold more than 100 % of the SMs.
+A GPU holds either row pods or rectangle pods, never both.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +25,18 @@ if TYPE_CHECKING:
     from hasim.cluster.pod import Pod
 
 EPS = 1e-9
+AREA_W, AREA_H = 1000, 100
+
+Rect = tuple[int, int, int, int]  # x, y, w, h
+
+
+def rect_width(quota: float) -> int:
+    """Width (thousandths of the window) of a pod with time quota ``quota``."""
+    return int(math.ceil(round(quota * AREA_W, 6)))
+
+
+def overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,7 @@ class Gpu:
     n_rows: int = 2
     rows: list[Row] = field(default_factory=list)
     mem_used_mb: float = 0.0
+    rects: dict[int, tuple[Pod, Rect]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.rows:
@@ -84,11 +104,11 @@ class Gpu:
 
     @property
     def pods(self) -> list[Pod]:
-        return [p for r in self.rows for p in r.pods]
+        return [p for r in self.rows for p in r.pods] + [p for p, _ in self.rects.values()]
 
     @property
     def used(self) -> bool:
-        return any(r.pods for r in self.rows)
+        return bool(self.rects) or any(r.pods for r in self.rows)
 
     @property
     def sm_used(self) -> float:
@@ -107,7 +127,7 @@ class Gpu:
     def fits(self, row: int, sm_pct: float, quota: float, mem_mb: float) -> bool:
         """Could a pod (sm_pct, quota, mem_mb) go into ``row`` without breaking an invariant?"""
         r = self.rows[row]
-        if mem_mb > self.mem_free_mb + EPS:
+        if mem_mb > self.mem_free_mb + EPS or self.rects:
             return False
         if r.pods:
             return abs(r.sm_pct - sm_pct) < EPS and quota <= r.free_quota + EPS
@@ -124,7 +144,30 @@ class Gpu:
         self.mem_used_mb += pod.mem_mb
         pod.gpu, pod.row = self, row
 
+    # ---- rectangle layout --------------------------------------------------------
+    def fits_rect(self, rect: Rect, mem_mb: float, ignore: int | None = None) -> bool:
+        """Could a box ``rect`` (ignoring pod ``ignore``'s own box) go on this GPU?"""
+        x, y, w, h = rect
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > AREA_W or y + h > AREA_H:
+            return False
+        if any(r.pods for r in self.rows) or mem_mb > self.mem_free_mb + EPS:
+            return False
+        return not any(overlaps(rect, b) for pid, (_, b) in self.rects.items() if pid != ignore)
+
+    def add_rect(self, pod: Pod, rect: Rect) -> None:
+        if not self.fits_rect(rect, pod.mem_mb):
+            raise RuntimeError(f"pod {pod.id} does not fit GPU {self.id} at {rect}")
+        self.rects[pod.id] = (pod, rect)
+        self.mem_used_mb += pod.mem_mb
+        pod.gpu, pod.row = self, -1
+
     def remove(self, pod: Pod) -> None:
+        if pod.id in self.rects:
+            del self.rects[pod.id]
+            self.mem_used_mb -= pod.mem_mb
+            if abs(self.mem_used_mb) < 1e-6:
+                self.mem_used_mb = 0.0
+            return
         r = self.rows[pod.row]
         r.pods.remove(pod)
         if not r.pods:
@@ -134,16 +177,33 @@ class Gpu:
             self.mem_used_mb = 0.0
 
     def can_set_quota(self, pod: Pod, quota: float) -> bool:
+        if pod.id in self.rects:
+            x, y, _, h = self.rects[pod.id][1]
+            return 0 < quota <= 1.0 and self.fits_rect((x, y, rect_width(quota), h), 0.0, pod.id)
         r = self.rows[pod.row]
         return 0 < quota <= 1.0 and r.quota_used - pod.quota + quota <= 1.0 + EPS
 
+    def set_quota(self, pod: Pod, quota: float) -> None:
+        """Apply a quota change (after ``can_set_quota``); a box changes its width."""
+        pod.quota = quota
+        if pod.id in self.rects:
+            x, y, _, h = self.rects[pod.id][1]
+            self.rects[pod.id] = (pod, (x, y, rect_width(quota), h))
+
     def check(self) -> None:
-        """Assert the invariants: row SM sizes sum <= 100, row quotas <= 1, memory <= capacity."""
+        """Assert the invariants: row SM sizes sum <= 100, row quotas <= 1, boxes inside the
+        area and disjoint, memory <= capacity."""
         assert self.sm_used <= 100.0 + 1e-6, f"GPU {self.id}: SM partitions sum to {self.sm_used}"
         for i, r in enumerate(self.rows):
             assert r.quota_used <= 1.0 + 1e-6, f"GPU {self.id} row {i}: quotas sum {r.quota_used}"
             for p in r.pods:
                 assert abs(p.sm_pct - r.sm_pct) < 1e-6, f"pod {p.id} SM differs from its row"
+        boxes = [b for _, b in self.rects.values()]
+        assert not (boxes and any(r.pods for r in self.rows)), "rows and rectangles mixed"
+        for i, a in enumerate(boxes):
+            assert 0 <= a[0] and a[0] + a[2] <= AREA_W and 0 <= a[1] and a[1] + a[3] <= AREA_H
+            for b in boxes[i + 1 :]:
+                assert not overlaps(a, b), f"GPU {self.id}: boxes {a} and {b} overlap"
         mem = sum(p.mem_mb for p in self.pods)
         assert abs(mem - self.mem_used_mb) < 1e-3, "memory book-keeping drifted"
         assert mem <= self.type.memory_mb + 1e-6, f"GPU {self.id}: memory {mem} > capacity"

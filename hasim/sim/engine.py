@@ -118,6 +118,9 @@ class Simulation:
         self._next_pod = 0
         self._tables: dict[tuple[str, float, float, int], list[float]] = {}
         self.logs = SimLogs()
+        self._live: dict[str, int] = {}  # pods not yet removed, per function
+        self._wake_at: dict[str, float] = {}
+        self._last_decide = -math.inf
         self.end_time = workload.duration_s + sim.drain
         self.view = _View(self)
 
@@ -189,7 +192,14 @@ class Simulation:
         sm, q = (100.0, 1.0) if a.exclusive else (float(a.sm_pct), float(a.quota))
         validate_pod_request(sm, q, a.batch)
         facts = model_facts(spec.model, self.ccfg.model_memory_mb)
-        if a.gpu is not None:
+        if a.rect is not None:
+            if a.gpu is None or not 0 <= a.gpu < len(self.gpus):
+                raise HasimError(f"CreatePod with rect {a.rect} needs a valid gpu, got {a.gpu}")
+            g = self.gpus[a.gpu]
+            spot = (g, -1) if g.fits_rect(tuple(a.rect), facts.gpu_mem_mb) else None
+        elif a.gpu is not None:
+            if not 0 <= a.gpu < len(self.gpus):
+                raise HasimError(f"CreatePod names GPU {a.gpu}; the cluster has {len(self.gpus)}")
             g = self.gpus[a.gpu]
             row = (
                 a.row
@@ -214,8 +224,12 @@ class Simulation:
             exclusive=a.exclusive,
         )
         self._next_pod += 1
-        spot[0].add(pod, spot[1])
+        if a.rect is not None:
+            spot[0].add_rect(pod, tuple(a.rect))
+        else:
+            spot[0].add(pod, spot[1])
         self.pods[pod.id] = pod
+        self._live[pod.function] = self._live.get(pod.function, 0) + 1
         self._open_alloc(pod)
         if a.warm:
             pod.phase_s = dict.fromkeys(PHASES, 0.0)
@@ -254,7 +268,7 @@ class Simulation:
         q = self.queues[pod.function]
         q.advance(self.env.now)
         self._close_alloc(pod)
-        pod.quota = quota
+        pod.gpu.set_quota(pod, quota)
         self._open_alloc(pod)
         if pod.state is PodState.READY:
             q.set_table(pod.id, self.table(pod.model, pod.sm_pct, quota, pod.batch))
@@ -282,6 +296,7 @@ class Simulation:
         self._remove(pod)
 
     def _remove(self, pod: Pod) -> None:
+        self._live[pod.function] -= 1
         self._close_alloc(pod)
         pod.gpu.remove(pod)
         pod.state = PodState.REMOVED
@@ -289,14 +304,37 @@ class Simulation:
         self._check()
 
     # ---- processes -------------------------------------------------------------
+    def _decide(self) -> None:
+        now = self.env.now
+        if now == self._last_decide:
+            return
+        self._last_decide = now
+        self.view.now = now
+        for action in self.autoscaler.decide(now, self.view):
+            self.apply(action)
+        if getattr(self.autoscaler, "wake_on_arrival", False):
+            self._schedule_wakes(now)
+
+    def _schedule_wakes(self, now: float) -> None:
+        """Wake the autoscaler at the next arrival of every function that has no pods."""
+        for name, q in self.queues.items():
+            if self._live.get(name, 0) > 0 or self._wake_at.get(name, -1.0) > now:
+                continue
+            t = q.next_arrival_after(now)
+            if t <= self.end_time:
+                self._wake_at[name] = t
+                self.env.process(self._wake(t - now))
+
+    def _wake(self, delay: float):  # SimPy process
+        yield _at(self.env, delay, P_DECIDE)
+        self._decide()
+
     def _decide_loop(self):  # SimPy process
         yield _at(self.env, 0.0, P_DECIDE)
         period = self.autoscaler.period_s
         while True:
-            self.view.now = self.env.now
-            for action in self.autoscaler.decide(self.env.now, self.view):
-                self.apply(action)
-            if not period or self.env.now + period > self.workload.duration_s + self.scfg.drain:
+            self._decide()
+            if not period or self.env.now + period > self.end_time:
                 return
             yield _at(self.env, period, P_DECIDE)
 
@@ -383,6 +421,7 @@ class _View:
                 g.id,
                 g.type.name,
                 tuple((r.sm_pct, r.free_quota) for r in g.rows),
+                tuple(b for _, b in g.rects.values()),
                 g.occupancy,
                 g.mem_free_mb,
                 tuple(p.id for p in g.pods),
@@ -392,6 +431,14 @@ class _View:
 
     def arrivals(self, function: str, t0: float, t1: float) -> int:
         return self._sim.queues[function].arrivals_between(t0, min(t1, self.now))
+
+    def concurrency(self, function: str, t0: float, t1: float) -> float:
+        t1 = min(t1, self.now)
+        if t1 <= t0:
+            return 0.0
+        q = self._sim.queues[function]
+        q.advance(self.now)
+        return q.concurrency_seconds(t0, t1) / (t1 - t0)
 
     def total_arrivals(self, function: str) -> int:
         return int(self._sim.workload.arrivals[function].size)

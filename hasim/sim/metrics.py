@@ -14,20 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hasim.cluster.gateway import FunctionQueue
+from hasim.cluster.gateway import FunctionQueue, expand_runs
 from hasim.sim.engine import Simulation, slo_for
 
 STATUSES = ["completed", "dropped", "in_flight"]
 REASONS = ["", "timeout"]
-
-
-def _expand(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Request indices covered by runs (first, count), and the run index of each."""
-    f = np.asarray(first, dtype=np.int64)
-    c = np.asarray(counts, dtype=np.int64)
-    run = np.repeat(np.arange(c.size), c)
-    offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
-    return f[run] + offset, run
 
 
 def request_arrays(q: FunctionQueue, end: float) -> dict[str, np.ndarray]:
@@ -41,14 +32,14 @@ def request_arrays(q: FunctionQueue, end: float) -> dict[str, np.ndarray]:
     status = np.full(n, 2, dtype=np.int8)  # in_flight
     reason = np.zeros(n, dtype=np.int8)
     if q.b_first:
-        idx, run = _expand(q.b_first, q.b_n)
+        idx, run = expand_runs(q.b_first, q.b_n)
         start[idx] = np.asarray(q.b_start)[run]
         finish[idx] = np.asarray(q.b_end)[run]
         pod[idx] = np.asarray(q.b_pod, dtype=np.int32)[run]
         batch[idx] = np.asarray(q.b_n, dtype=np.int16)[run]
         status[idx] = np.where(finish[idx] <= end, 0, 2)
     if q.d_first:
-        idx, _ = _expand(q.d_first, q.d_n)
+        idx, _ = expand_runs(q.d_first, q.d_n)
         status[idx] = 1
         reason[idx] = REASONS.index("timeout")
         finish[idx] = arr[idx] + (q.timeout or 0.0)
