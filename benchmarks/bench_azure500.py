@@ -23,8 +23,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sm", type=float, default=50.0, help="SM partition of each pod, percent")
-    ap.add_argument("--quota", type=float, default=0.2, help="time quota of each pod, fraction")
-    ap.add_argument("--nodes", type=int, default=60, help="V100 GPUs in the cluster")
+    ap.add_argument("--quota", type=float, default=1.0, help="time quota of each pod, fraction")
+    ap.add_argument("--nodes", type=int, default=250, help="V100 GPUs in the cluster")
     ap.add_argument("--write", action="store_true", help="also write the results (Parquet)")
     args = ap.parse_args()
 
@@ -45,11 +45,10 @@ def main() -> None:
     cfg = compose(overrides)
 
     # phase timings with the same building blocks run_config uses
-    from hasim.perf.registry import PERF_KINDS
-
     from hasim.autoscale.registry import AUTOSCALER_KINDS
     from hasim.config.schema import ClusterConfig, SimConfig
     from hasim.config.typed import pick_kind, to_typed
+    from hasim.perf.registry import PERF_KINDS
     from hasim.sim.engine import Simulation
     from hasim.sim.rng import Streams
     from hasim.workload.registry import WORKLOAD_KINDS

@@ -276,3 +276,24 @@ def test_wake_on_arrival_and_concurrency_view():
     assert req["start"].tolist() == pytest.approx([3.5, 5.5, 7.5])
     # over (9, 10]: one request in service (7.5..9.5) for 0.5 s -> mean concurrency 0.5
     assert conc[10.0] == pytest.approx(0.5)
+
+
+def test_cost_usage_and_occupancy_are_exact():
+    """Two pods on one GPU (rows of SM 50) then one deleted: cost, samples and occupied
+    GPU-seconds follow the allocation log exactly."""
+    w = Workload([FunctionSpec("f", "m", 10.0)], {"f": np.array([0.1])}, 10.0)
+    auto = Scripted([(0.0, CreatePod("f", 50, 0.5, 1, warm=True)),
+                     (0.0, CreatePod("f", 50, 0.4, 1, warm=True)),
+                     (4.0, DeletePod(1))])
+    sim, req = simulate(w, auto, latency=StubLatency(0.01, "deterministic"), overhead=0.0,
+                        drain=0.0)
+    alloc = metrics.alloc_frame(sim)
+    usage = metrics.usage_frame(alloc, 2.0, sim.end_time)
+    s = metrics.summarize(sim, req, alloc, usage)
+    # pod 0: 0.5*0.5 for 10 s; pod 1: 0.5*0.4 for 4 s
+    assert s["cost_gpu_seconds"] == pytest.approx(0.25 * 10 + 0.2 * 4)
+    assert s["gpu_seconds_occupied"] == pytest.approx(10.0)
+    assert usage["time"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert usage["share"].tolist() == pytest.approx([0.45, 0.45, 0.25, 0.25, 0.25, 0.0])
+    assert usage["gpus_used"].tolist() == [1, 1, 1, 1, 1, 0]
+    assert s["gpu_share_mean"] == pytest.approx((0.45 * 2 + 0.25 * 3) / 5)

@@ -27,10 +27,9 @@ def run_figure(requests: pd.DataFrame, usage: pd.DataFrame, title: str = "") -> 
     ax1.set_title("latency CDF")
     ax1.grid(alpha=0.3)
     if len(usage):
-        total = usage.groupby("time")["share"].sum()
-        ax2.step(total.index, total.to_numpy(), where="post", label="GPU share held")
-        gpus = usage.groupby("time")["gpu"].nunique()
-        ax2.step(gpus.index, gpus.to_numpy(), where="post", alpha=0.6, label="GPUs in use")
+        t = usage["time"].to_numpy()
+        ax2.step(t, usage["share"].to_numpy(), where="post", label="GPU share held")
+        ax2.step(t, usage["gpus_used"].to_numpy(), where="post", alpha=0.6, label="GPUs in use")
         ax2.legend()
     ax2.set_xlabel("simulated time (s)")
     ax2.set_ylabel("GPUs")

@@ -6,7 +6,9 @@ Latency = finish - arrival (s); wait = start - arrival (s).
 SLO violation rate = (completed slower than their SLO + dropped) / (completed + dropped).
 Cost: GPU-seconds weighted by each pod's share (sm/100 x quota; 1 for an exclusive
 pod) from its creation (it holds the share while cold-starting) to its removal,
-clipped to the run; in USD at ``price_per_gpu_hour``.
+counted over the workload window [0, duration] (the drain after it only lets queued
+requests finish); in USD at ``price_per_gpu_hour``. Throughput = completed requests /
+workload duration.
 """
 
 from __future__ import annotations
@@ -127,63 +129,69 @@ def alloc_frame(sim: Simulation) -> pd.DataFrame:
     return df
 
 
-USAGE_COLUMNS = ["time", "gpu", "pods", "sm_pct_sum", "quota_sum", "share", "mem_mb"]
+USAGE_COLUMNS = ["time", "gpus_used", "pods", "sm_pct_sum", "quota_sum", "share", "mem_mb"]
+
+
+def _busy_transitions(alloc: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Times at which a GPU becomes used (+1) or unused (-1), over all GPUs."""
+    a = alloc[alloc["gpu"] >= 0]
+    if a.empty:
+        return np.empty(0), np.empty(0)
+    gpu = np.concatenate([a["gpu"].to_numpy(), a["gpu"].to_numpy()])
+    t = np.concatenate([a["t_start"].to_numpy(), a["t_end"].to_numpy()])
+    d = np.concatenate([np.ones(len(a)), -np.ones(len(a))])
+    order = np.lexsort((t, gpu))
+    gpu, t, d = gpu[order], t[order], d[order]
+    level = np.cumsum(d)  # each GPU's deltas sum to 0, so this is the per-GPU pod count
+    last = np.ones(t.size, dtype=bool)  # the last event of each (gpu, time) group
+    last[:-1] = (gpu[1:] != gpu[:-1]) | (t[1:] != t[:-1])
+    gpu, t, level = gpu[last], t[last], level[last]
+    prev = np.concatenate([[0.0], level[:-1]])
+    prev[np.concatenate([[True], gpu[1:] != gpu[:-1]])] = 0.0
+    busy, was = level > 0.5, prev > 0.5
+    change = busy != was
+    return t[change], np.where(busy[change], 1.0, -1.0)
 
 
 def usage_frame(alloc: pd.DataFrame, period: float, end: float) -> pd.DataFrame:
-    """Utilisation every ``period`` s, one row per GPU holding pods at that instant, like
-    the real runs' usage files: pods, sum of SM % and of quotas over its pods, share
-    (GPUs: sum of sm/100 x quota; exclusive pods count 1) and memory (MB).
-    A sample at t sees every allocation change made at or before t."""
+    """Cluster utilisation every ``period`` s (the real runs sample every 2 s): GPUs
+    holding pods, pods, sums of SM % and of quotas over pods, share (GPUs: sum of
+    sm/100 x quota, exclusive pods count 1) and memory (MB). A sample at t sees every
+    allocation change made at or before t. Per-pod detail: the allocations table."""
     times = np.arange(0.0, end + 1e-9, period)
-    rows = []
-    for gpu, g in alloc[alloc["gpu"] >= 0].groupby("gpu"):
-        t = np.concatenate([g["t_start"].to_numpy(), g["t_end"].to_numpy()])
-        order = np.argsort(t, kind="stable")
-        t = t[order]
-        idx = np.searchsorted(t, times, side="right") - 1
-        vals = {}
-        for col in ("pods", "sm_pct_sum", "quota_sum", "share", "mem_mb"):
-            x = {
-                "pods": np.ones(len(g)),
-                "sm_pct_sum": g["sm_pct"].to_numpy(),
-                "quota_sum": g["quota"].to_numpy(),
-                "share": g["share"].to_numpy(),
-                "mem_mb": g["mem_mb"].to_numpy(),
-            }[col]
-            level = np.cumsum(np.concatenate([x, -x])[order])
-            vals[col] = np.where(idx >= 0, level[np.clip(idx, 0, None)], 0.0)
-        keep = vals["pods"] > 0.5
-        rows.append(
-            pd.DataFrame(
-                {"time": times[keep], "gpu": int(gpu), **{k: v[keep] for k, v in vals.items()}}
-            )
-        )
-    if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=float) for c in USAGE_COLUMNS})
-    out = pd.concat(rows, ignore_index=True).sort_values(["time", "gpu"], ignore_index=True)
-    out["pods"] = out["pods"].round().astype(int)
+    out = {"time": times}
+    t = np.concatenate([alloc["t_start"].to_numpy(), alloc["t_end"].to_numpy()])
+    order = np.argsort(t, kind="stable")
+    idx = np.searchsorted(t[order], times, side="right") - 1
+    cols = {"pods": np.ones(len(alloc)), "sm_pct_sum": alloc["sm_pct"].to_numpy(),
+            "quota_sum": alloc["quota"].to_numpy(), "share": alloc["share"].to_numpy(),
+            "mem_mb": alloc["mem_mb"].to_numpy()}
+    for name, x in cols.items():
+        x = np.asarray(x, dtype=float)
+        level = np.cumsum(np.concatenate([x, -x])[order])
+        out[name] = np.where(idx >= 0, level[np.clip(idx, 0, None)] if level.size else 0.0, 0.0)
+    bt, bd = _busy_transitions(alloc)
+    border = np.argsort(bt, kind="stable")
+    blevel = np.cumsum(bd[border])
+    bidx = np.searchsorted(bt[border], times, side="right") - 1
+    out["gpus_used"] = np.where(bidx >= 0, blevel[np.clip(bidx, 0, None)] if blevel.size else 0, 0)
+    frame = pd.DataFrame(out)[USAGE_COLUMNS]
+    frame["pods"] = frame["pods"].round().astype(int)
+    frame["gpus_used"] = frame["gpus_used"].round().astype(int)
     for c in ("sm_pct_sum", "quota_sum", "share", "mem_mb"):
-        out[c] = out[c].round(9)
-    return out
+        frame[c] = frame[c].round(9)
+    return frame
 
 
-def _occupied_gpu_seconds(alloc: pd.DataFrame, end: float) -> float:
-    """Seconds during which each GPU held at least one pod, summed over GPUs."""
-    total = 0.0
-    for _, g in alloc.groupby("gpu"):
-        iv = g[["t_start", "t_end"]].clip(0, end).sort_values("t_start").to_numpy()
-        cur_s, cur_e = None, None
-        for s, e in iv:
-            if cur_e is None or s > cur_e:
-                if cur_e is not None:
-                    total += cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        if cur_e is not None:
-            total += cur_e - cur_s
-    return float(total)
+def _occupied_gpu_seconds(alloc: pd.DataFrame, horizon: float) -> float:
+    """Seconds during which each GPU held at least one pod, summed over GPUs, in [0, horizon]."""
+    bt, bd = _busy_transitions(alloc)
+    if bt.size == 0:
+        return 0.0
+    order = np.argsort(bt, kind="stable")
+    t = np.clip(bt[order], 0.0, horizon)
+    level = np.cumsum(bd[order])
+    return float((level[:-1] * np.diff(t)).sum())
 
 
 def summarize(
@@ -197,14 +205,11 @@ def summarize(
     lat = req["latency"].to_numpy()[done]
     viol = int((lat > req["slo_s"].to_numpy()[done]).sum()) + int(dropped.sum())
     judged = int(done.sum() + dropped.sum())
-    seg = (alloc["t_end"].clip(0, end) - alloc["t_start"].clip(0, end)).to_numpy()
+    horizon = sim.workload.duration_s  # cost and occupancy are counted over the workload window
+    seg = (alloc["t_end"].clip(0, horizon) - alloc["t_start"].clip(0, horizon)).to_numpy()
     cost_gs = float((seg * alloc["share"].to_numpy()).sum())
-    in_run = usage[usage["time"] < sim.workload.duration_s]
-    n_samples = int(np.ceil(sim.workload.duration_s / sim.scfg.sample_period)) or 1
-    share_mean = float(in_run["share"].sum() / n_samples)
-    gpus_per_sample = (
-        in_run.groupby("time")["gpu"].nunique() if len(in_run) else pd.Series(dtype=float)
-    )
+    in_run = usage[usage["time"] < horizon]
+    share_mean = float(in_run["share"].mean()) if len(in_run) else 0.0
     out: dict[str, object] = {
         "requests_total": int(len(req)),
         "completed": int(done.sum()),
@@ -212,16 +217,16 @@ def summarize(
         "in_flight": int((status == "in_flight").sum()),
         "duration_s": float(sim.workload.duration_s),
         "simulated_s": float(end),
-        "throughput_rps": float(done.sum() / end) if end > 0 else 0.0,
+        "throughput_rps": float(done.sum() / horizon) if horizon > 0 else 0.0,
         **_lat_stats(lat),
         "wait_mean_s": float(req["wait"].to_numpy()[done].mean()) if done.any() else float("nan"),
         "slo_violation_rate": float(viol / judged) if judged else 0.0,
         "slo_violations": viol,
         "cost_gpu_seconds": cost_gs,
         "cost_usd": cost_gs * sim.price_per_hour / 3600.0,
-        "gpu_seconds_occupied": _occupied_gpu_seconds(alloc, end),
+        "gpu_seconds_occupied": _occupied_gpu_seconds(alloc, horizon),
         "gpu_share_mean": share_mean,
-        "gpus_used_max": int(gpus_per_sample.max()) if len(gpus_per_sample) else 0,
+        "gpus_used_max": int(usage["gpus_used"].max()) if len(usage) else 0,
         "pods_created": len(sim.pods),
         "cold_starts": int(
             sum(
@@ -275,7 +280,7 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
         .reindex(frame.index)
         .to_numpy()
     )
-    frame["throughput_rps"] = frame["completed"] / sim.end_time
+    frame["throughput_rps"] = frame["completed"] / max(sim.workload.duration_s, 1e-9)
     pods = pd.Series([p.function for p in sim.pods.values()]).value_counts()
     frame["pods_created"] = pods.reindex(frame.index).fillna(0).astype(int).to_numpy()
     frame.index.name = "function"
