@@ -118,7 +118,8 @@ class Simulation:
         self._next_pod = 0
         self._tables: dict[tuple[str, float, float, int], list[float]] = {}
         self.logs = SimLogs()
-        self._live: dict[str, int] = {}  # pods not yet removed, per function
+        self.live: dict[str, dict[int, Pod]] = {f.name: {} for f in workload.functions}
+        self.epoch = 0  # bumped whenever pods or GPUs change; the view caches per epoch
         self._wake_at: dict[str, float] = {}
         self._last_decide = -math.inf
         self.end_time = workload.duration_s + sim.drain
@@ -175,6 +176,7 @@ class Simulation:
 
     # ---- actions ---------------------------------------------------------------
     def apply(self, action: Action) -> None:
+        self.epoch += 1
         if isinstance(action, CreatePod):
             self._create(action)
         elif isinstance(action, UpdateQuota):
@@ -229,7 +231,7 @@ class Simulation:
         else:
             spot[0].add(pod, spot[1])
         self.pods[pod.id] = pod
-        self._live[pod.function] = self._live.get(pod.function, 0) + 1
+        self.live[pod.function][pod.id] = pod
         self._open_alloc(pod)
         if a.warm:
             pod.phase_s = dict.fromkeys(PHASES, 0.0)
@@ -246,6 +248,7 @@ class Simulation:
         q.advance(self.env.now)
         pod.state = PodState.READY
         pod.ready_at = self.env.now
+        self.epoch += 1
         q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, pod.quota, pod.batch))
 
     def _update(self, a: UpdateQuota) -> None:
@@ -269,6 +272,7 @@ class Simulation:
         q.advance(self.env.now)
         self._close_alloc(pod)
         pod.gpu.set_quota(pod, quota)
+        self.epoch += 1
         self._open_alloc(pod)
         if pod.state is PodState.READY:
             q.set_table(pod.id, self.table(pod.model, pod.sm_pct, quota, pod.batch))
@@ -296,11 +300,12 @@ class Simulation:
         self._remove(pod)
 
     def _remove(self, pod: Pod) -> None:
-        self._live[pod.function] -= 1
+        del self.live[pod.function][pod.id]
         self._close_alloc(pod)
         pod.gpu.remove(pod)
         pod.state = PodState.REMOVED
         pod.removed_at = self.env.now
+        self.epoch += 1
         self._check()
 
     # ---- processes -------------------------------------------------------------
@@ -318,7 +323,7 @@ class Simulation:
     def _schedule_wakes(self, now: float) -> None:
         """Wake the autoscaler at the next arrival of every function that has no pods."""
         for name, q in self.queues.items():
-            if self._live.get(name, 0) > 0 or self._wake_at.get(name, -1.0) > now:
+            if self.live[name] or self._wake_at.get(name, -1.0) > now:
                 continue
             t = q.next_arrival_after(now)
             if t <= self.end_time:
@@ -392,11 +397,32 @@ class _View:
     def __init__(self, sim: Simulation) -> None:
         self._sim = sim
         self.now = 0.0
+        self._epoch = -1
+        self._pods: dict[str | None, list[PodInfo]] = {}
+        self._gpus: list[GpuInfo] | None = None
+
+    def _fresh(self) -> None:
+        if self._epoch != self._sim.epoch:
+            self._epoch = self._sim.epoch
+            self._pods.clear()
+            self._gpus = None
 
     def functions(self) -> list[FunctionSpec]:
         return self._sim.workload.functions
 
     def pods(self, function: str | None = None) -> list[PodInfo]:
+        self._fresh()
+        cached = self._pods.get(function)
+        if cached is None:
+            if function is None:
+                pods = [p for live in self._sim.live.values() for p in live.values()]
+            else:
+                pods = list(self._sim.live[function].values())
+            cached = self._pods[function] = self._pod_infos(pods)
+        return list(cached)
+
+    @staticmethod
+    def _pod_infos(pods: list[Pod]) -> list[PodInfo]:
         return [
             PodInfo(
                 p.id,
@@ -411,11 +437,16 @@ class _View:
                 p.created_at,
                 p.ready_at,
             )
-            for p in self._sim.pods.values()
-            if p.state is not PodState.REMOVED and (function is None or p.function == function)
+            for p in sorted(pods, key=lambda p: p.id)
         ]
 
     def gpus(self) -> list[GpuInfo]:
+        self._fresh()
+        if self._gpus is None:
+            self._gpus = self._gpu_infos()
+        return list(self._gpus)
+
+    def _gpu_infos(self) -> list[GpuInfo]:
         return [
             GpuInfo(
                 g.id,
