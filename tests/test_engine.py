@@ -81,13 +81,16 @@ def test_max_wait_lets_batches_fill():
     assert req["start"].iloc[4] == pytest.approx(5.05)
 
 
-def test_overhead_holds_the_pod():
+def test_overhead_holds_the_pod_or_only_delays_the_request():
     arr = np.array([0.0, 0.0])
     w = Workload([FunctionSpec("f", "m", 1.0)], {"f": arr}, 1.0)
-    _, req = simulate(
-        w, static(1, batch=1), latency=StubLatency(0.1, "deterministic"), overhead=0.07
-    )
-    assert req["finish"].tolist() == pytest.approx([0.17, 0.34])
+    lat = StubLatency(0.1, "deterministic")
+    _, held = simulate(w, static(1, batch=1), latency=lat, overhead=0.07, overhead_holds_pod=True)
+    assert held["finish"].tolist() == pytest.approx([0.17, 0.34])
+    assert held["start"].tolist() == pytest.approx([0.0, 0.17])
+    _, delay = simulate(w, static(1, batch=1), latency=lat, overhead=0.07)
+    assert delay["finish"].tolist() == pytest.approx([0.17, 0.27])
+    assert delay["start"].tolist() == pytest.approx([0.0, 0.1])
 
 
 def test_pod_waits_for_its_cold_start():
@@ -237,16 +240,17 @@ def test_invariants_hold_under_random_actions(seed, nodes, rate):
     assert len(req) == w.total_requests
     done = req[req["status"] == "completed"]
     assert (done["start"] >= done["arrival"]).all()
-    # a pod never runs two batches at once
+    # a pod never runs two batches at once (its batch ends before the post-service delay)
+    done = done.assign(gpu_end=done["finish"] - sim.ccfg.overhead)
     for _, d in done.groupby("pod"):
         s = d.drop_duplicates(["start"]).sort_values("start")
-        assert (s["start"].to_numpy()[1:] >= s["finish"].to_numpy()[:-1] - 1e-9).all()
+        assert (s["start"].to_numpy()[1:] >= s["gpu_end"].to_numpy()[:-1] - 1e-9).all()
     # no pod served before it was ready or after it was removed
     pods = {p.id: p for p in sim.pods.values()}
     for pid, d in done.groupby("pod"):
         assert d["start"].min() >= pods[pid].ready_at - 1e-9
         if pods[pid].removed_at == pods[pid].removed_at:
-            assert d["finish"].max() <= pods[pid].removed_at + 1e-9
+            assert d["gpu_end"].max() <= pods[pid].removed_at + 1e-9
 
 
 def test_wake_on_arrival_and_concurrency_view():

@@ -110,6 +110,8 @@ class FaSTGShareConfig:
     trend_window: float = 30.0  # s; past = last window, old = the window before it
     scale_down_threshold: float = 0.0  # scale down only if |gap| > this x capacity (0.2 later)
     token_window: str = "40ms"  # 40ms | 10s; documentation only
+    prewarm: bool = False  # true: at t = 0 each function with requests gets one warm pod of
+    # its most efficient config (deployed before the trace starts, as in the real runs)
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,9 @@ class FaSTGShareAutoscaler:
     ) -> list[Action]:
         c = self.cfg
         pods = [p for p in view.pods(name) if p.state in ("starting", "ready")]
+        if now == 0.0 and c.prewarm and not pods and view.total_arrivals(name) > 0:
+            best = rpr_order(self.profile(view, model))[0]
+            return self._create(now, name, model, best, packer, warm=True)
         if not pods and view.arrivals(name, -1.0, now) == 0:
             return []  # no traffic yet: the first pod comes with the first request
         rate = view.arrivals(name, now - c.rate_window, now) / c.rate_window
@@ -377,14 +382,16 @@ class FaSTGShareAutoscaler:
         return []
 
     def _create(
-        self, now: float, name: str, model: str, entry: ProfileEntry, packer: GpuPacker
+        self, now: float, name: str, model: str, entry: ProfileEntry, packer: GpuPacker,
+        warm: bool = False,
     ) -> list[Action]:
         spot = packer.place(entry.width, entry.height, self._mem_mb(model))
         if spot is None:
             self.unplaced.append((now, name, entry.sm_pct, entry.quota))
             return []
         gid, box = spot
-        return [CreatePod(name, entry.sm_pct, entry.quota, self.batch, gpu=gid, rect=box)]
+        return [CreatePod(name, entry.sm_pct, entry.quota, self.batch, gpu=gid, rect=box,
+                          warm=warm)]
 
     def _scale_down(self, view: ClusterView, surplus: float, pods: list[PodInfo]) -> list[Action]:
         groups: dict[tuple[float, float, int], list[PodInfo]] = {}

@@ -12,7 +12,9 @@ Batching rule: a pod that is free at ``t_free`` serves the queue head ``a0`` at
 the head has waited ``max_wait``: ``start = max(t_free, a0, min(a0 + max_wait,
 arrival of the max_batch-th queued request))``. The batch holds every queued request
 that arrived by ``start``, up to ``max_batch``. The pod is busy for the batch latency
-(mean x noise) plus ``overhead``; each request finishes at the batch's end. Among
+(mean x noise) plus ``overhead`` (non-GPU time held by the pod's serving process);
+each request finishes ``delay`` s after the batch's end (non-GPU time spent outside the
+pod's serial path, e.g. HTTP and pre/post-processing in parallel workers). Among
 free pods the one free the longest takes the head (ties: lowest pod id). A request
 still queued ``timeout`` s after it arrived is dropped (reason ``timeout``).
 """
@@ -58,6 +60,7 @@ class FunctionQueue:
     max_wait: float
     timeout: float | None
     overhead: float
+    delay: float
     noise: Callable[[int], np.ndarray]
     servers: list[Server] = field(default_factory=list)
     draining: list[Server] = field(default_factory=list)
@@ -130,7 +133,7 @@ class FunctionQueue:
             self._mat_b = self._mat_d = 0
         if self._mat_b < len(self.b_first):
             idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
-            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run]
+            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run] + self.delay
             self._mat_b = len(self.b_first)
         if self._mat_d < len(self.d_first):
             idx, _ = expand_runs(self.d_first[self._mat_d :], self.d_n[self._mat_d :])

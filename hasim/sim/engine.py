@@ -110,7 +110,8 @@ class Simulation:
                 arrivals=workload.arrivals[f.name],
                 max_wait=cluster.max_wait,
                 timeout=cluster.timeout,
-                overhead=cluster.overhead,
+                overhead=cluster.overhead if cluster.overhead_holds_pod else 0.0,
+                delay=0.0 if cluster.overhead_holds_pod else cluster.overhead,
                 noise=(lambda n, rng=rng: perf.noise(rng, n)),
             )
         self.cold_rng = self.streams.get("cold_start")

@@ -150,7 +150,7 @@ def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Resul
         finally:
             for fig in figures.values():
                 close(fig)
-    if scfg.progress or ocfg.write:
+    if not ocfg.quiet:
         print(format_summary(result))
     return result
 
@@ -175,6 +175,11 @@ def format_summary(result: Result) -> str:
         f"  cost {f('cost_gpu_seconds', '{:.1f}')} GPU-s (${f('cost_usd', '{:.2f}')})"
         f"  mean GPU share {f('gpu_share_mean', '{:.3f}')}",
     ]
+    failed = result.actions[~result.actions["ok"]] if len(result.actions) else result.actions
+    if len(failed):
+        notes = ", ".join(f"{n} x {k}" for k, n in failed["note"].value_counts().items())
+        lines.append(f"  WARNING: {len(failed)} autoscaler actions failed ({notes}); "
+                     "see actions.parquet (e.g. add GPUs with cluster.nodes=N)")
     if result.path is not None:
         lines.append(f"  results: {result.path}")
     return "\n".join(lines)
