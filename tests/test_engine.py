@@ -301,3 +301,24 @@ def test_cost_usage_and_occupancy_are_exact():
     assert usage["share"].tolist() == pytest.approx([0.45, 0.45, 0.25, 0.25, 0.25, 0.0])
     assert usage["gpus_used"].tolist() == [1, 1, 1, 1, 1, 0]
     assert s["gpu_share_mean"] == pytest.approx((0.45 * 2 + 0.25 * 3) / 5)
+
+
+def test_in_flight_counts_the_post_service_delay_and_waiting_requests_time_out():
+    seen = {}
+
+    class Probe:
+        period_s = 0.05
+
+        def decide(self, now, view):
+            seen[round(now, 2)] = (view.in_flight("f"), view.queue_length("f"))
+            return [CreatePod("f", 100, 1.0, 1, warm=True)] if abs(now - 0.5) < 1e-9 else []
+
+    # request 0 waits with no pod and times out at 0.3; request 1 is served at 0.6
+    w = Workload([FunctionSpec("f", "m", 10.0)], {"f": np.array([0.1, 0.6])}, 1.0)
+    sim, req = simulate(w, Probe(), latency=StubLatency(0.1, "deterministic"), overhead=0.2,
+                        timeout=0.2, drain=0.5)
+    assert req["status"].tolist() == ["dropped", "completed"]
+    assert seen[0.2] == (0, 1) and seen[0.35] == (0, 0)
+    assert seen[0.65] == (1, 0)  # on the GPU
+    assert seen[0.8] == (1, 0)  # GPU done at 0.7, response path until 0.9
+    assert seen[0.95] == (0, 0)

@@ -112,9 +112,15 @@ class FunctionQueue:
         return max(0, bisect_right(self._arr, now, lo) - lo)
 
     def in_flight(self, now: float) -> int:
-        """Requests in batches that started by ``now`` and end after it."""
-        self.draining = [s for s in self.draining if s.free_at > now]
-        return sum(s.last_n for s in self.servers + self.draining if s.free_at > now)
+        """Requests started by ``now`` that have not finished (GPU batch plus the
+        post-service delay) at ``now`` (call after advance(now))."""
+        if self.delay <= 0.0:
+            self.draining = [s for s in self.draining if s.free_at > now]
+            return sum(s.last_n for s in self.servers + self.draining if s.free_at > now)
+        leave = self._materialize()
+        horizon = (self.timeout if self.timeout is not None else 600.0) + 120.0
+        lo = bisect_left(self._arr, now - horizon)
+        return int((leave[lo : self.head] > now).sum())
 
     def arrivals_between(self, t0: float, t1: float) -> int:
         """Arrivals with t0 < t <= t1."""
@@ -164,6 +170,7 @@ class FunctionQueue:
         self.synced_to = max(self.synced_to, until)
         servers = self.servers
         if not servers:
+            self.expire(until)  # no pod: requests still time out while they wait
             return
         arr = self._arr
         n = len(arr)
