@@ -21,7 +21,8 @@ def run_figure(requests: pd.DataFrame, usage: pd.DataFrame, title: str = "") -> 
         y = np.arange(1, lat.size + 1) / lat.size
         step = max(1, lat.size // 5000)
         ax1.plot(lat[::step], y[::step], label="all")
-        ax1.set_xscale("log")
+        if lat[-1] > 20 * max(lat[0], 1e-6):
+            ax1.set_xscale("log")
     ax1.set_xlabel("end-to-end latency (s)")
     ax1.set_ylabel("fraction of completed requests")
     ax1.set_title("latency CDF")
