@@ -71,6 +71,7 @@ published) is recorded for documentation; the latency model fixes its effect.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, GpuInfo, PodInfo
@@ -214,7 +215,14 @@ class GpuPacker:
     """The cluster's boxes during one decision: rebuilt from the GPUs' boxes, updated
     with every box placed in the decision. Memory in MB."""
 
-    def __init__(self, gpus: list[GpuInfo]) -> None:
+    def __init__(self, gpus: list[GpuInfo] | Callable[[], list[GpuInfo]]) -> None:
+        # the free space is rebuilt lazily, on the first placement of a decision
+        self._source = gpus
+        self._built = False
+
+    def _build(self) -> None:
+        gpus = self._source() if callable(self._source) else self._source
+        self._built = True
         self.bins: dict[int, MaxRectsBin] = {}
         self.mem_free: dict[int, float] = {}
         self.unused: list[int] = []
@@ -230,6 +238,8 @@ class GpuPacker:
     def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
         """GPU id and box for a ``w x h`` pod needing ``mem_mb``: the GPU in use leaving the
         least free area, else the first unused GPU; None when neither has room."""
+        if not self._built:
+            self._build()
         ids = list(self.bins)
         bins = [self.bins[i] for i in ids]
         choice = choose_bin(w, h, bins, lambda k: self.mem_free[ids[k]] + _EPS >= mem_mb)
@@ -347,7 +357,7 @@ class FaSTGShareAutoscaler:
 
     # ---- decision ----------------------------------------------------------------
     def decide(self, now: float, view: ClusterView) -> list[Action]:
-        packer = GpuPacker(view.gpus())
+        packer = GpuPacker(view.gpus)
         actions: list[Action] = []
         for f in view.functions():
             actions.extend(self._decide_function(now, view, f.name, f.model, packer))
@@ -364,7 +374,8 @@ class FaSTGShareAutoscaler:
         if not pods and view.arrivals(name, -1.0, now) == 0:
             return []  # no traffic yet: the first pod comes with the first request
         rate = view.arrivals(name, now - c.rate_window, now) / c.rate_window
-        capacity = sum(self.throughput(view, p.model, p.batch, p.sm_pct, p.quota) for p in pods)
+        rates = [self.throughput(view, p.model, p.batch, p.sm_pct, p.quota) for p in pods]
+        capacity = sum(rates)
         gap = rate + c.headroom - capacity
         if gap > _EPS:
             plan = split_gap(gap, self.profile(view, model), c.residual)
@@ -377,6 +388,8 @@ class FaSTGShareAutoscaler:
                 for _ in range(int(math.ceil(n * factor - 1e-9))):
                     out.extend(self._create(now, name, model, entry, packer))
             return out
+        if rates and -gap + _EPS < min(rates):
+            return []  # the surplus is smaller than any pod: nothing to remove
         if gap < -_EPS and -gap > c.scale_down_threshold * capacity:
             return self._scale_down(view, -gap, pods)
         return []
