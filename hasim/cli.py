@@ -2,6 +2,7 @@
 
 hasim run [OVERRIDES...]       simulate (Hydra app; -m for sweeps; --help for configs)
 hasim data fetch|verify|list   fill and check the trace and data directories
+hasim perf train|evaluate      the latency predictor
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ commands:
                           the config groups and options; `hasim run -m ...` sweeps)
   data fetch|verify|list  download or copy (--mirror DIR) the traces and measurements,
                           verifying sha256; `hasim data --help`
+  perf train|evaluate     train the RaPP latency predictor / evaluate it with the paper's
+                          protocols (random, unseen-config, unseen-model); `hasim perf --help`
 
 examples:
   hasim run                                        # the offline default
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from hasim.data.cli import main as data_main
 
         return data_main(rest)
+    if cmd == "perf":
+        from hasim.perf.cli import main as perf_main
+
+        return perf_main(rest)
     print(f"hasim: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
