@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,8 +14,13 @@ T = TypeVar("T")
 
 
 def to_typed(node: Any, schema: type[T], where: str) -> T:
-    """Validate ``node`` against dataclass ``schema``: unknown keys and wrong types raise
+    """Validate ``node`` (a DictConfig, dict or dataclass instance) against dataclass
+    ``schema``: missing fields take their defaults; unknown keys and wrong types raise
     InputError naming ``where.<key>``."""
+    if isinstance(node, schema):
+        return node
+    if is_dataclass(node) and not isinstance(node, type):
+        node = OmegaConf.structured(node)
     try:
         base = OmegaConf.structured(schema)
         merged = OmegaConf.merge(base, node if node is not None else {})

@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import is_dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
+from hasim.config.typed import to_typed
 from hasim.errors import InputError
 from hasim.perf.base import LatencyModel
 from hasim.perf.compact import CompactConfig, build_compact
@@ -43,20 +42,7 @@ def perf_config(cfg: Any) -> Any:
     InputError naming ``perf.<field>``.
     """
     cls, _ = PERF_KINDS[_kind_of(cfg)]
-    if isinstance(cfg, cls):
-        return cfg
-    if is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = OmegaConf.structured(cfg)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), cfg)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        where = f"perf.{key}" if key else "perf config"
-        raise InputError(
-            f"{where}: {str(exc).splitlines()[0]}",
-            expected=f"the fields of {cls.__name__}",
-        ) from exc
+    return to_typed(cfg, cls, "perf")
 
 
 def build_latency_model(cfg: Any) -> LatencyModel:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import is_dataclass
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
+from hasim.config.typed import to_typed
 from hasim.errors import InputError
 from hasim.workload.azure2019 import Azure2019Config, azure2019_workload
 from hasim.workload.azure2021 import Azure2021Config, azure2021_workload
@@ -53,20 +52,7 @@ def workload_config(cfg: Any) -> Any:
     InputError.
     """
     cls, _ = WORKLOAD_KINDS[_kind_of(cfg)]
-    if isinstance(cfg, cls):
-        return cfg
-    if is_dataclass(cfg) and not isinstance(cfg, type):
-        cfg = OmegaConf.structured(cfg)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), cfg)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        where = f"workload.{key}" if key else "workload config"
-        raise InputError(
-            f"{where}: {str(exc).splitlines()[0]}",
-            expected=f"the fields of {cls.__name__}",
-        ) from exc
+    return to_typed(cfg, cls, "workload")
 
 
 def build_workload(cfg: Any, rng: np.random.Generator) -> Workload:
