@@ -16,6 +16,8 @@ commands:
                           the config groups and options; `hasim run -m ...` sweeps)
   data fetch|verify|list  download or copy (--mirror DIR) the traces and measurements,
                           verifying sha256; `hasim data --help`
+  validate has-gpu        replay HAS-GPU's validation workload per real run and print
+                          real vs simulated figures (`hasim validate has-gpu --help`)
   perf train|evaluate     train the RaPP latency predictor / evaluate it with the paper's
                           protocols (random, unseen-config, unseen-model); `hasim perf --help`
 
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from hasim.data.cli import main as data_main
 
         return data_main(rest)
+    if cmd == "validate":
+        from hasim.analysis.validate import main as validate_main
+
+        return validate_main(rest)
     if cmd == "perf":
         from hasim.perf.cli import main as perf_main
 
