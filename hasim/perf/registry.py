@@ -3,6 +3,7 @@
 * ``compact``: the offline default, a fitted per-model law (:mod:`hasim.perf.compact`).
 * ``rapp_table``: the measured RaPP V100 table, interpolated (needs ``hasim data fetch``).
 * ``synthetic``: a resource-blind service-time law for tests (:mod:`hasim.perf.synthetic`).
+* ``rapp``: our trained predictor (LightGBM on a physics prior, :mod:`hasim.perf.rapp`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from hasim.config.typed import to_typed
 from hasim.errors import InputError
 from hasim.perf.base import LatencyModel
 from hasim.perf.compact import CompactConfig, build_compact
+from hasim.perf.rapp import RaPPConfig
+from hasim.perf.rapp import build as build_rapp
 from hasim.perf.rapp_table import RaPPTableConfig, build_rapp_table
 from hasim.perf.synthetic import SyntheticConfig, build_synthetic
 
@@ -23,6 +26,7 @@ PERF_KINDS: dict[str, tuple[type, Callable[[Any], LatencyModel]]] = {
     "compact": (CompactConfig, build_compact),
     "rapp_table": (RaPPTableConfig, build_rapp_table),
     "synthetic": (SyntheticConfig, build_synthetic),
+    "rapp": (RaPPConfig, build_rapp),
 }
 
 

@@ -1,0 +1,284 @@
+"""``hasim perf``: evaluate and train the learned latency predictor.
+
+    hasim perf evaluate --protocol {random,unseen-config,unseen-model}
+                        [--holdout-models a,b,c] [--folds K] [--seed S] [--data DIR]
+                        [--plot FILE] [--static default|none|FILE] [--models a,b,...]
+                        [--trees N]
+    hasim perf train [--out PATH] [--data DIR] [--no-bert] [--static ...] [--trees N]
+
+``evaluate`` prints the errors (MAPE, median and p90 absolute percentage error, by quota,
+SM, batch and model) and, as its last line, ``MAPE <x>%`` (for ``unseen-model``: over the
+rows of every held-out model). ``train`` fits on every row of the data and writes the
+artifact (default: the packaged ``hasim/perf/data/rapp_v100.json``).
+
+``--data``: a RaPP ``graph_features_all_models`` folder, a data dir holding
+``measurements/rapp-has-gpu-v100/graph_features_all_models``, or a measurement table
+(file or folder) that :func:`hasim.perf.measurements.load_measurements` reads. Default:
+``<data dir>/measurements/rapp-has-gpu-v100/graph_features_all_models`` (``hasim data
+fetch`` puts it there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hasim.errors import HasimError, InputError, MissingDataError
+from hasim.paths import FETCH_HINT
+
+RAPP_DIR = "measurements/rapp-has-gpu-v100/graph_features_all_models"
+BERT_CSV = "measurements/has-gpu-bert-table/bert_qt.csv"
+
+
+def _is_rapp_dir(p: Path) -> bool:
+    return p.is_dir() and any(p.glob("*_*.json")) and not any(p.glob("*.csv"))
+
+
+def resolve_data(data: str | None) -> tuple[pd.DataFrame, list[dict[str, Any]], Path | None]:
+    """(normalized table, sources with licenses, BERT csv path or None) for ``--data``."""
+    from hasim.data.locate import data_path
+    from hasim.perf.predictor import RAPP_SOURCE, normalize_table, rapp_table_frame
+
+    if data is None:
+        rdir = data_path(RAPP_DIR)  # MissingDataError with the fetch hint
+        bert = data_path(BERT_CSV, must_exist=False)
+        return rapp_table_frame(rdir), [RAPP_SOURCE], bert if bert.is_file() else None
+    p = Path(data).expanduser()
+    if not p.exists():
+        raise MissingDataError(p, FETCH_HINT)
+    if (p / RAPP_DIR).is_dir():
+        bert = p / BERT_CSV
+        return rapp_table_frame(p / RAPP_DIR), [RAPP_SOURCE], bert if bert.is_file() else None
+    if _is_rapp_dir(p):
+        bert = p.parents[1] / "has-gpu-bert-table" / "bert_qt.csv" if len(p.parents) > 1 else None
+        ok = bert is not None and bert.is_file()
+        return rapp_table_frame(p), [RAPP_SOURCE], bert if ok else None
+    from hasim.perf.measurements import load_measurements
+
+    tab = normalize_table(load_measurements(p))
+    if tab.empty:
+        raise InputError("no MPS mean latencies in the table", path=p)
+    sources = [{"dataset": s, "path": str(p)} for s in sorted(tab.source.unique())]
+    return tab, sources, None
+
+
+def _static(arg: str) -> Any:
+    if arg == "default":
+        return "default"
+    if arg == "none":
+        return None
+    p = Path(arg)
+    if not p.is_file():
+        raise InputError("static feature file not found", path=p, expected="a CSV with model")
+    return pd.read_csv(p)
+
+
+def _params(args: argparse.Namespace) -> Any:
+    from hasim.perf.predictor import PredictorParams
+
+    kw: dict[str, Any] = {"seed": args.seed}
+    if args.trees is not None:
+        kw["n_estimators"] = args.trees
+    if args.static == "none":
+        kw["use_static"] = False
+    return PredictorParams(**kw)
+
+
+def _models_filter(tab: pd.DataFrame, models: str | None) -> pd.DataFrame:
+    if not models:
+        return tab
+    want = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = sorted(set(want) - set(tab.model))
+    if unknown:
+        raise InputError(f"--models names unknown models {unknown}")
+    return tab[tab.model.isin(want)].reset_index(drop=True)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from hasim.perf.evaluate import evaluate, format_report, plot_predictions
+
+    tab, _, _ = resolve_data(args.data)
+    tab = _models_filter(tab, args.models)
+    held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
+    if held and args.protocol != "unseen-model":
+        raise InputError("--holdout-models needs --protocol unseen-model")
+    t0 = time.perf_counter()
+    res = evaluate(
+        tab,
+        args.protocol,
+        seed=args.seed,
+        folds=args.folds,
+        holdout_models=held,
+        params=_params(args),
+        static=_static(args.static),
+        log=print,
+    )
+    for line in format_report(res):
+        print(line)
+    if args.plot:
+        print(f"plot: {plot_predictions(res, args.plot)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary(res, argv_of(args)), indent=1) + "\n")
+        print(f"summary: {args.json}")
+    print(f"wall time: {time.perf_counter() - t0:.1f} s")
+    print(f"MAPE {100 * res.mape:.2f}%")
+    return 0
+
+
+def argv_of(args: argparse.Namespace) -> str:
+    """The command line that reproduces ``args`` (for the record)."""
+    parts = ["hasim perf", args.cmd]
+    for k, v in sorted(vars(args).items()):
+        if k in ("cmd", "json", "plot") or v is None or v is False:
+            continue
+        if k == "folds" and args.protocol != "unseen-model":
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts += [flag] if v is True else [flag, str(v)]
+    return " ".join(parts)
+
+
+def summary(res: Any, command: str) -> dict[str, Any]:
+    """The headline figures of an evaluation (fractions), JSON-ready."""
+    import numpy as np
+
+    r = res.report
+    out: dict[str, Any] = {
+        "protocol": res.protocol,
+        "command": command,
+        "n_scored": r["n"],
+        "mape": round(r["mape"], 5),
+        "median_ape": round(r["median_ape"], 5),
+        "p90_ape": round(r["p90_ape"], 5),
+        "train_seconds": round(res.train_seconds, 1),
+        "fits": len(res.folds),
+    }
+    if len(res.folds) > 1:
+        out["mape_per_fold"] = [round(f["mape"], 5) for f in res.folds]
+        out["mape_mean_over_folds"] = round(float(np.mean(out["mape_per_fold"])), 5)
+    if res.protocol == "unseen-model":
+        out["mape_mean_over_models"] = round(float(np.mean(list(r["by_model"].values()))), 5)
+    if res.val is not None:
+        out["validation_mape"] = round(res.val["mape"], 5)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hasim.perf.compact import CompactConfig, CompactLatency
+    from hasim.perf.evaluate import error_report
+    from hasim.perf.predictor import (
+        BERT_SOURCE,
+        LatencyPredictor,
+        bert_table_frame,
+        derived_profile,
+        extract_profiles,
+    )
+    from hasim.perf.rapp import PACKAGED
+
+    tab, sources, bert = resolve_data(args.data)
+    tab = _models_filter(tab, args.models)
+    profiles = extract_profiles(tab)
+    if bert is not None and not args.no_bert:
+        bt = bert_table_frame(bert)
+        compact = CompactLatency(CompactConfig())
+        if compact.knows("bert"):
+            gpu = str(bt.gpu.iloc[0])
+            profiles[(gpu, "bert")] = derived_profile(
+                lambda b, s, q: compact.latency_ms("bert", b, s, q),
+                "bert",
+                gpu,
+                "derived: the compact law (hasim/perf/data/compact_v100.json) fitted to HAS-GPU's "
+                "batch-4 BERT table (SM 30/50 %) with batch ratios borrowed from heavy RaPP "
+                "models; not measured",
+            )
+            tab = pd.concat([tab, bt], ignore_index=True)
+            sources = [*sources, BERT_SOURCE]
+    weights = None
+    if "bert" in set(tab.model):  # 18 cells: weigh them like a typical model's rows
+        counts = tab.model.value_counts()
+        weights = {"bert": round(float(counts.drop("bert").median()) / counts["bert"], 3)}
+    t0 = time.perf_counter()
+    pred = LatencyPredictor(_params(args)).fit(
+        tab, profiles=profiles, static=_static(args.static), sources=sources, model_weight=weights
+    )
+    secs = time.perf_counter() - t0
+    fit = pred.predict(
+        tab.model, tab.batch, tab.sm_pct, tab.quota_pct, tab.gpu, quota_in_percent=True
+    )
+    rep = error_report(tab, fit)
+    metrics: dict[str, Any] = {
+        "train_seconds": round(secs, 1),
+        "in_sample": {
+            "what": "absolute percentage error on the training rows (fractions)",
+            "n": rep["n"],
+            "mape": round(rep["mape"], 4),
+            "median_ape": round(rep["median_ape"], 4),
+            "p90_ape": round(rep["p90_ape"], 4),
+        },
+    }
+    if "bert" in set(tab.model):
+        metrics["in_sample"]["bert_mape"] = round(rep["by_model"].get("bert", float("nan")), 4)
+    if args.metrics:
+        metrics["held_out"] = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+    out = Path(args.out) if args.out else PACKAGED
+    path = pred.save(out, metrics)
+    size = path.stat().st_size + path.with_name(path.stem + ".lgbm.json.gz").stat().st_size
+    print(f"trained on {len(tab)} rows of {tab.model.nunique()} models in {secs:.1f} s")
+    print(f"in-sample MAPE {100 * rep['mape']:.2f} %, median {100 * rep['median_ape']:.2f} %")
+    print(f"wrote {path} (+ model file; {size / 1024:.0f} KiB together)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hasim perf", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", help="RaPP folder, data dir or measurement table")
+        p.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (0)")
+        p.add_argument(
+            "--static",
+            default="default",
+            help="architecture features: default (hasim.perf.features), none, or a CSV",
+        )
+        p.add_argument("--trees", type=int, help="LightGBM rounds (default 600)")
+        p.add_argument("--models", help="use only these models (comma-separated)")
+
+    ev = sub.add_parser("evaluate", help="run an evaluation protocol")
+    ev.add_argument(
+        "--protocol", required=True, choices=("random", "unseen-config", "unseen-model")
+    )
+    ev.add_argument("--holdout-models", help="unseen-model: test on these, train on the rest")
+    ev.add_argument("--folds", type=int, default=5, help="unseen-model: grouped folds (5)")
+    ev.add_argument("--plot", help="write predicted vs measured as a PNG")
+    ev.add_argument("--json", help="write the headline figures as JSON")
+    common(ev)
+    tr = sub.add_parser("train", help="fit on all data and write the artifact")
+    tr.add_argument("--out", help="artifact .json (default: the packaged rapp_v100.json)")
+    tr.add_argument("--no-bert", action="store_true", help="leave HAS-GPU's BERT table out")
+    tr.add_argument("--metrics", help="JSON of held-out figures to store in the artifact (a dict)")
+    common(tr)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hasim perf``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "evaluate":
+            return cmd_evaluate(args)
+        return cmd_train(args)
+    except HasimError as e:
+        print(f"hasim perf: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,931 @@
+"""``predictor``: mean latency of (model, batch, SM %, quota, GPU) from a small prior profile.
+
+The RaPP protocol gives every model, seen or not, a *prior profile* of 11 measurements:
+
+* ``L(b=1, s, q=100 %)`` for ``s`` in 5, 10, 30, 60, 80, 100 % (the SM curve), and
+* ``L(b=4, s=100 %, q)`` for ``q`` in 20, 40, 60, 80, 100 % (the quota curve).
+
+A physically motivated estimate is built from those 11 numbers alone and LightGBM learns a
+multiplicative correction (the log-ratio ``log L - log base``) from features of the profile,
+of the configuration and, when available, of the architecture (MACs, parameters, kernel
+counts: a pluggable *static feature* table). All times are in ms inside this module.
+
+The estimate (``base``), following the measured behaviour on the V100 (see
+:mod:`hasim.perf.compact`, whose form ``L = smax(G_b(s), Q(q))`` it mirrors):
+
+* GPU phase at full quota, batch 1: ``G_1(s)``, piecewise linear in ``1/s`` through the six
+  SM points (exact there); below 5 % it continues as ``A + K/s`` with a non-negative slope.
+* Batch ``b``: "work per SM" -- ``b`` inputs on ``s`` % of the SMs take about as long as one
+  input on ``s/b`` %: ``G_b(s) = max(G_1(s), G_1(s / b), KAPPA * GMACs * b / s)``; the last
+  term (only with static features) is a lower bound on the compute time that the batch-1
+  curve hides when it is launch-bound (e.g. resnet50: 22 ms at every SM for batch 1,
+  116 ms at SM 5 % for batch 8).
+* Quota phase: the token scheduler gives a pod ``q W`` of every window ``W`` (40 ms) minus a
+  per-token loss, so a host phase of ``X`` ms stretches to about ``X / (q - c)``,
+  ``c = GUARD_MS / W``. Where the measured quota curve is throttled (above 1.1x its
+  full-quota value) ``Q(q)`` is that curve, linear in ``1/q`` between its points; below
+  20 % it continues as ``Q(20 %) (0.2 - c) / (q - c)`` (``c`` = 1.9 / 40 matches the
+  median step from 20 % to 10 % over the 69 models, x2.9). Elsewhere ``Q = 0`` (the GPU
+  phase decides); ``X`` enters the features.
+* ``base = max(G_b(s), Q(q))``.
+
+The learned correction then covers what the 11 points cannot pin down: the batch scaling
+of each architecture, the token-boundary stairs of the quota curve, the dependence of the
+quota phase on the batch (grouped convolutions change kernels above batch 2), ...
+
+Determinism: LightGBM runs with ``deterministic=True``, a fixed ``num_threads`` and fixed
+seeds, so the same table, parameters and seed give the same model (bit for bit on the same
+machine and LightGBM version).
+
+Artifact (see :meth:`LatencyPredictor.save`): ``<name>.json`` (metadata: format version,
+training sources + licenses, hyperparameters, feature list, per-model prior profiles and
+static features needed at prediction time, training date, metrics) and
+``<name>.lgbm.json.gz`` (the LightGBM model text, gzip-compressed JSON with its sha256).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hasim.errors import InputError, MissingDataError
+
+FORMAT = "hasim-perf-predictor/1"
+MODEL_FORMAT = "hasim-perf-predictor-lgbm/1"
+DEFAULT_GPU = "V100-16GB"
+
+PROFILE_SM = (5.0, 10.0, 30.0, 60.0, 80.0, 100.0)
+"""SM points (%) of the SM curve: batch 1, quota 100 %."""
+PROFILE_SM_BATCH = 1
+PROFILE_QUOTA = (20.0, 40.0, 60.0, 80.0, 100.0)
+"""Quota points (%) of the quota curve: batch 4, SM 100 %."""
+PROFILE_QUOTA_BATCH = 4
+PROFILE_QUOTA_SM = 100.0
+
+WINDOW_MS = 40.0
+"""Token window of the HAS-GPU scheduler (SYSTEMS.md section 1)."""
+GUARD_MS = 1.9
+"""Per-token loss (ms): kernels launch only while elapsed + 1 ms <= token, plus overheads."""
+THROTTLED = 1.1
+Q_LAW_MIN = 0.1
+"""Lowest quota of the token law ``X / (q - c)``; below it the quota phase grows as 1/q."""
+KAPPA_MS = 10.0
+"""Lower bound of the compute time of one input: ``KAPPA_MS * GMACs / s`` ms at ``s`` % of
+a V100's SMs (FP32 eager PyTorch; VGG, the most efficient family in the RaPP data, runs at
+about this rate, depthwise-heavy networks up to 8x slower)."""
+"""A quota point counts as throttled when its latency exceeds the full-quota one by 10 %."""
+
+RAPP_SOURCE = {
+    "dataset": "RaPP graph_features_all_models: mean latency (ms, 180 runs) of 69 torchvision "
+    "models x SM 5..100 % x batch 1,2,4,8 x quota 10..100 %, NVIDIA V100 16 GB",
+    "repository": "https://github.com/KontonGu/RaPP",
+    "commit": "600348c1e0e16ab57eba0ba8938528985442495e",
+    "path": "data/graph_features_all_models/",
+    "license": "Apache-2.0",
+    "copyright": "Copyright 2025 HAS-GPU Authors, KontonGu (Jianfeng Gu)",
+}
+BERT_SOURCE = {
+    "dataset": "HAS-GPU BERT table: bert-qt, batch 4, SM 30/50 %, quota 10..100 % (ms, V100)",
+    "repository": "https://github.com/KontonGu/HAS-GPU",
+    "commit": "fe7105e",
+    "path": "internal/controller/tmp_database.go",
+    "license": "Apache-2.0",
+}
+
+TABLE_COLUMNS = ("gpu", "model", "batch", "sm_pct", "quota_pct", "latency_ms", "source")
+
+STATIC_COLUMNS = (
+    "params",
+    "macs",
+    "activation_bytes",
+    "activation_max_bytes",
+    "depth",
+    "kernel_ops",
+    "n_conv",
+    "n_conv_grouped",
+    "n_conv_depthwise",
+    "n_linear",
+    "n_bn",
+    "n_norm",
+    "n_add",
+    "n_mul",
+    "n_cat",
+    "n_attention",
+)
+"""Architecture columns used when a static feature table provides them (any subset)."""
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def normalize_table(table: pd.DataFrame, gpu: str | None = None) -> pd.DataFrame:
+    """The rows usable for training, in the columns :data:`TABLE_COLUMNS`.
+
+    Accepts the one-schema measurement table of :mod:`hasim.perf.measurements` (``gpu,
+    model, batch, sm_pct, quota_pct, mig_slice, statistic, latency_ms, source``) or any
+    frame with at least ``model, batch, sm_pct, quota_pct, latency_ms``. Keeps mean
+    latencies measured on a whole GPU under an MPS limit (``sm_pct`` set, no MIG slice);
+    ``gpu`` keeps one GPU only. Duplicated keys are averaged.
+    """
+    need = {"model", "batch", "sm_pct", "quota_pct", "latency_ms"}
+    missing = need - set(table.columns)
+    if missing:
+        raise InputError(
+            f"measurement table lacks columns {sorted(missing)}",
+            expected="columns " + ", ".join(TABLE_COLUMNS),
+        )
+    df = table.copy()
+    if "gpu" not in df:
+        df["gpu"] = DEFAULT_GPU
+    if "source" not in df:
+        df["source"] = ""
+    if "statistic" in df:
+        df = df[df["statistic"].astype(str) == "mean"]
+    if "mig_slice" in df:
+        df = df[df["mig_slice"].fillna("").astype(str) == ""]
+    if "procs" in df:
+        df = df[pd.to_numeric(df["procs"], errors="coerce").fillna(1) == 1]
+    if gpu is not None:
+        df = df[df["gpu"] == gpu]
+    for c in ("batch", "sm_pct", "quota_pct", "latency_ms"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    ok = (
+        df["sm_pct"].between(0, 100, inclusive="right")
+        & df["quota_pct"].between(0, 100, inclusive="right")
+        & (df["batch"] >= 1)
+        & (df["latency_ms"] > 0)
+        & np.isfinite(df["latency_ms"])
+    )
+    df = df[ok]
+    keys = ["gpu", "model", "batch", "sm_pct", "quota_pct"]
+    out = df.groupby(keys, as_index=False, sort=True).agg(
+        latency_ms=("latency_ms", "mean"), source=("source", "first")
+    )
+    out["model"] = out["model"].astype(str)
+    out["gpu"] = out["gpu"].astype(str)
+    return out[list(TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def raw_frame(raw: Any, source: str) -> pd.DataFrame:
+    """The measured (non-NaN) cells of a :class:`hasim.perf.rapp_table.RawTable` as a table
+    in :data:`TABLE_COLUMNS`."""
+    m, s, b, q = np.nonzero(np.isfinite(raw.values))
+    return normalize_table(
+        pd.DataFrame(
+            {
+                "gpu": DEFAULT_GPU,
+                "model": np.asarray(raw.models, dtype=object)[m],
+                "batch": np.asarray(raw.batch)[b],
+                "sm_pct": np.asarray(raw.sm)[s],
+                "quota_pct": np.round(np.asarray(raw.quota)[q] * 100.0, 6),
+                "latency_ms": raw.values[m, s, b, q],
+                "source": source,
+            }
+        )
+    )
+
+
+def rapp_table_frame(directory: str | Path) -> pd.DataFrame:
+    """The measured cells of a RaPP ``graph_features_all_models`` folder (no filled cells),
+    source ``rapp_graph``."""
+    from hasim.perf.rapp_table import read_rapp_dir
+
+    return raw_frame(read_rapp_dir(Path(directory)), "rapp_graph")
+
+
+def bert_table_frame(path: str | Path) -> pd.DataFrame:
+    """HAS-GPU's BERT csv (batch 4, SM 30/50 %) as rows, source ``hasgpu_bert``."""
+    from hasim.perf.rapp_table import read_bert_csv
+
+    return raw_frame(read_bert_csv(Path(path)), "hasgpu_bert")
+
+
+def profile_mask(batch: Any, sm_pct: Any, quota_pct: Any) -> np.ndarray:
+    """True for the cells of the 11-point prior profile."""
+    b = np.asarray(batch, dtype=float)
+    s = np.asarray(sm_pct, dtype=float)
+    q = np.asarray(quota_pct, dtype=float)
+    sm_curve = (b == PROFILE_SM_BATCH) & np.isclose(q, 100.0) & np.isin(s, PROFILE_SM)
+    q_curve = (
+        (b == PROFILE_QUOTA_BATCH) & np.isclose(s, PROFILE_QUOTA_SM) & np.isin(q, PROFILE_QUOTA)
+    )
+    return sm_curve | q_curve
+
+
+# --------------------------------------------------------------------------- prior profiles
+
+
+@dataclass(frozen=True)
+class PriorProfile:
+    """One model's 11 measured latencies (ms) on one GPU (see the module docstring)."""
+
+    model: str
+    gpu: str
+    sm_curve: tuple[float, ...]  # L(b=1, s, q=100 %) at PROFILE_SM
+    quota_curve: tuple[float, ...]  # L(b=4, s=100 %, q) at PROFILE_QUOTA
+    note: str = ""  # how it was obtained when not measured directly
+
+    def __post_init__(self) -> None:
+        ok = len(self.sm_curve) == len(PROFILE_SM) and len(self.quota_curve) == len(PROFILE_QUOTA)
+        vals = (*self.sm_curve, *self.quota_curve)
+        if not ok or not all(math.isfinite(v) and v > 0 for v in vals):
+            raise InputError(
+                f"prior profile of {self.model!r} = {self.sm_curve!r}, {self.quota_curve!r}",
+                expected=f"{len(PROFILE_SM)} + {len(PROFILE_QUOTA)} latencies > 0 ms",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "sm_curve": [float(v) for v in self.sm_curve],
+            "quota_curve": [float(v) for v in self.quota_curve],
+        }
+        if self.note:
+            d["note"] = self.note
+        return d
+
+    @classmethod
+    def from_json(cls, model: str, gpu: str, d: Mapping[str, Any]) -> PriorProfile:
+        return cls(
+            model,
+            gpu,
+            tuple(float(v) for v in d["sm_curve"]),
+            tuple(float(v) for v in d["quota_curve"]),
+            str(d.get("note", "")),
+        )
+
+
+def _nearest_value(cells: pd.DataFrame, batch: float, sm: float, quota: float) -> float:
+    """The latency at (batch, sm, quota), else the nearest measured cell (log distance)."""
+    exact = cells[(cells.batch == batch) & (cells.sm_pct == sm) & (cells.quota_pct == quota)]
+    if len(exact):
+        return float(exact.latency_ms.iloc[0])
+    d = (
+        np.abs(np.log(cells.batch / batch)) * 2.0
+        + np.abs(np.log(cells.sm_pct / sm))
+        + np.abs(np.log(cells.quota_pct / quota)) * 4.0
+    )
+    return float(cells.latency_ms.iloc[int(np.argmin(d.to_numpy()))])
+
+
+def extract_profiles(table: pd.DataFrame) -> dict[tuple[str, str], PriorProfile]:
+    """Prior profiles of every (gpu, model) in a normalized table.
+
+    A missing profile point takes the nearest measured cell of that model and the profile
+    records it in ``note``; a model with none of its 11 points measured gets no profile.
+    """
+    out: dict[tuple[str, str], PriorProfile] = {}
+    for (gpu, model), cells in table.groupby(["gpu", "model"], sort=True):
+        have = profile_mask(cells.batch, cells.sm_pct, cells.quota_pct)
+        if not have.any():
+            continue
+        sm_curve = tuple(_nearest_value(cells, PROFILE_SM_BATCH, s, 100.0) for s in PROFILE_SM)
+        q_curve = tuple(
+            _nearest_value(cells, PROFILE_QUOTA_BATCH, PROFILE_QUOTA_SM, q) for q in PROFILE_QUOTA
+        )
+        note = "" if have.sum() == 11 else f"{11 - int(have.sum())} point(s) from nearest cells"
+        out[(str(gpu), str(model))] = PriorProfile(str(model), str(gpu), sm_curve, q_curve, note)
+    return out
+
+
+def derived_profile(
+    latency_ms: Callable[[float, float, float], float], model: str, gpu: str, note: str
+) -> PriorProfile:
+    """A prior profile computed by ``latency_ms(batch, sm_pct, quota_fraction)`` at the 11
+    profile points (for a model that was not profiled this way; ``note`` says how)."""
+    sm_curve = tuple(float(latency_ms(PROFILE_SM_BATCH, s, 1.0)) for s in PROFILE_SM)
+    q_curve = tuple(
+        float(latency_ms(PROFILE_QUOTA_BATCH, PROFILE_QUOTA_SM, q / 100.0)) for q in PROFILE_QUOTA
+    )
+    return PriorProfile(model, gpu, sm_curve, q_curve, note)
+
+
+# --------------------------------------------------------------------------- static features
+
+StaticSource = Callable[[], pd.DataFrame | None]
+"""A callable returning per-model architecture features (index: model name) or None."""
+
+
+def default_static_features() -> pd.DataFrame | None:
+    """Per-model architecture features, when the project provides them; else None.
+
+    Tried in order: ``hasim.perf.features`` (a function ``static_features()``,
+    ``model_features()`` or ``load_model_features()`` returning a frame with a ``model``
+    column or index), then ``hasim/perf/data/model_features.csv``. Only the numeric
+    columns of :data:`STATIC_COLUMNS` are used.
+    """
+    frame: pd.DataFrame | None = None
+    try:
+        from hasim.perf import features as feat_mod  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - optional module, any import problem means "absent"
+        feat_mod = None
+    if feat_mod is not None:
+        for name in ("static_features", "model_features", "load_model_features"):
+            fn = getattr(feat_mod, name, None)
+            if callable(fn):
+                try:
+                    got = fn()
+                except TypeError:
+                    continue
+                if isinstance(got, pd.DataFrame):
+                    frame = got
+                    break
+    if frame is None:
+        csv = Path(__file__).resolve().parent / "data" / "model_features.csv"
+        if csv.is_file():
+            frame = pd.read_csv(csv)
+    if frame is None:
+        return None
+    return clean_static(frame)
+
+
+def clean_static(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Index by model, keep the numeric :data:`STATIC_COLUMNS` present (None if none)."""
+    if "model" in frame.columns:
+        frame = frame.set_index("model")
+    cols = [c for c in STATIC_COLUMNS if c in frame.columns]
+    if not cols:
+        return None
+    out = frame[cols].apply(pd.to_numeric, errors="coerce").astype(float)
+    out.index = out.index.astype(str)
+    return out[~out.index.duplicated()]
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _interp_rows(x_grid: np.ndarray, vals: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation of ``vals[r, :]`` (on ascending ``x_grid``) at ``x[r]``;
+    flat outside the grid."""
+    n = len(x_grid)
+    xc = np.clip(x, x_grid[0], x_grid[-1])
+    j = np.clip(np.searchsorted(x_grid, xc), 1, n - 1)
+    r = np.arange(len(x))
+    x0, x1 = x_grid[j - 1], x_grid[j]
+    v0, v1 = vals[r, j - 1], vals[r, j]
+    w = (xc - x0) / (x1 - x0)
+    return v0 + w * (v1 - v0)
+
+
+_INV_SM = 1.0 / np.asarray(PROFILE_SM)[::-1]  # ascending 1/s
+_Q_FRAC = np.asarray(PROFILE_QUOTA) / 100.0
+_C = GUARD_MS / WINDOW_MS
+
+
+def sm_curve_at(sm_curve: np.ndarray, sm_pct: np.ndarray) -> np.ndarray:
+    """``G_1(s)`` per row: linear in 1/s through the SM points; ``A + K/s`` below 5 %."""
+    v = sm_curve[:, ::-1]  # ascending 1/s
+    x = 1.0 / sm_pct
+    out = _interp_rows(_INV_SM, v, x)
+    slope = np.maximum(0.0, (v[:, -1] - v[:, -2]) / (_INV_SM[-1] - _INV_SM[-2]))
+    below = x > _INV_SM[-1]
+    return np.where(below, v[:, -1] + slope * (x - _INV_SM[-1]), out)
+
+
+@dataclass
+class ModelPrior:
+    """Per-model quantities derived from the profile (arrays over models)."""
+
+    sm_curve: np.ndarray  # (n, 6)
+    quota_curve: np.ndarray  # (n, 5)
+    host_ms: np.ndarray  # X: throttled host phase (ms), Q(q) = X / (q - c)
+    throttled: np.ndarray  # number of throttled quota points
+    h1: np.ndarray  # batch-1 full-quota floor (median of SM 60, 80, 100 %)
+    h4: np.ndarray  # batch-4, SM 100 %, full-quota latency
+    static: np.ndarray  # (n, k) log-scaled static features (NaN when absent)
+    static_names: list[str]
+    gmacs: np.ndarray  # multiply-accumulates per input in 1e9 (NaN when unknown)
+
+    @classmethod
+    def build(cls, profiles: Sequence[PriorProfile], static: pd.DataFrame | None) -> ModelPrior:
+        p1 = np.array([p.sm_curve for p in profiles], dtype=float).reshape(-1, len(PROFILE_SM))
+        p2 = np.array([p.quota_curve for p in profiles], dtype=float).reshape(
+            -1, len(PROFILE_QUOTA)
+        )
+        h4 = p2[:, -1]
+        thr = p2[:, :-1] > THROTTLED * h4[:, None]
+        xk = p2[:, :-1] * (_Q_FRAC[:-1] - _C)
+        # largest X consistent with the 20 % point when nothing is throttled
+        x_none = h4 * (_Q_FRAC[0] - _C)
+        host = np.where(thr.any(axis=1), np.where(thr, xk, 0.0).max(axis=1), x_none)
+        h1 = np.median(p1[:, 3:], axis=1)
+        models = [p.model for p in profiles]
+        names, cols = _static_matrix(models, static)
+        gmacs = np.full(len(models), np.nan)
+        if static is not None and "macs" in static.columns:
+            gmacs = static["macs"].reindex(models).to_numpy(dtype=float) / 1e9
+        return cls(p1, p2, host, thr.sum(axis=1), h1, h4, cols, names, gmacs)
+
+
+def _static_matrix(models: list[str], static: pd.DataFrame | None) -> tuple[list[str], np.ndarray]:
+    """Derived static features per model (NaN where a model has none)."""
+    if static is None or static.empty:
+        return [], np.zeros((len(models), 0))
+    st = static.reindex(models)
+    feats: dict[str, np.ndarray] = {}
+
+    def col(c: str) -> np.ndarray | None:
+        return st[c].to_numpy(dtype=float) if c in st.columns else None
+
+    for c in ("params", "macs", "activation_bytes", "activation_max_bytes", "depth", "kernel_ops"):
+        v = col(c)
+        if v is not None:
+            feats[f"st_log_{c}"] = np.log1p(np.maximum(v, 0.0))
+    n_conv = col("n_conv")
+    for c in ("n_conv_grouped", "n_conv_depthwise", "n_linear"):
+        v = col(c)
+        if v is not None and n_conv is not None:
+            feats[f"st_frac_{c[2:]}"] = v / np.maximum(n_conv, 1.0)
+    ops = col("kernel_ops")
+    for c in ("n_bn", "n_norm", "n_add", "n_mul", "n_cat", "n_attention"):
+        v = col(c)
+        if v is not None and ops is not None:
+            feats[f"st_frac_{c[2:]}"] = v / np.maximum(ops, 1.0)
+    macs = col("macs")
+    if macs is not None and ops is not None:
+        feats["st_log_macs_per_op"] = np.log1p(macs) - np.log1p(ops)
+    act = col("activation_bytes")
+    if macs is not None and act is not None:
+        feats["st_log_macs_per_act"] = np.log1p(macs) - np.log1p(act)
+    names = list(feats)
+    return names, np.column_stack([feats[n] for n in names]) if names else np.zeros(
+        (len(models), 0)
+    )
+
+
+def physics(
+    prior: ModelPrior, idx: np.ndarray, batch: np.ndarray, sm_pct: np.ndarray, quota: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The physics estimate and its parts (ms) per row; ``quota`` is a fraction."""
+    p1 = prior.sm_curve[idx]
+    g1 = sm_curve_at(p1, sm_pct)
+    ge = sm_curve_at(p1, sm_pct / batch)
+    gc = KAPPA_MS * np.nan_to_num(prior.gmacs[idx]) * batch / sm_pct
+    gb = np.maximum(np.maximum(g1, ge), gc)
+    host = prior.host_ms[idx]
+    q_lo = np.maximum(quota, Q_LAW_MIN)
+    qlaw = host / (q_lo - _C) * (q_lo / quota)
+    # measured quota curve, linear in 1/q (flat outside 20..100 %)
+    p2 = prior.quota_curve[idx]
+    inv_q = 1.0 / _Q_FRAC[::-1]
+    qint = _interp_rows(inv_q, p2[:, ::-1], 1.0 / quota)
+    h4 = prior.h4[idx]
+    q20 = p2[:, 0]
+    # below 20 %: the token law down to 10 %, then 1/q (waiting grows as 1/q)
+    q_lo = np.maximum(quota, Q_LAW_MIN)
+    below = q20 * (_Q_FRAC[0] - _C) / (q_lo - _C) * (q_lo / quota)
+    measured = np.where(quota < _Q_FRAC[0], below, qint)
+    thr = measured > THROTTLED * h4
+    qhat = np.where(thr, measured, 0.0)
+    base = np.maximum(gb, qhat)
+    return {
+        "g1": g1,
+        "ge": ge,
+        "gc": gc,
+        "gb": gb,
+        "qlaw": qlaw,
+        "qint": qint,
+        "qhat": qhat,
+        "base": base,
+    }
+
+
+def feature_frame(
+    prior: ModelPrior, idx: np.ndarray, batch: Any, sm_pct: Any, quota_pct: Any
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(features, log base) for rows of (model index, batch, SM %, quota %)."""
+    b = np.asarray(batch, dtype=float)
+    s = np.asarray(sm_pct, dtype=float)
+    q = np.asarray(quota_pct, dtype=float) / 100.0
+    idx = np.asarray(idx, dtype=int)
+    ph = physics(prior, idx, b, s, q)
+    p1 = prior.sm_curve[idx]
+    p2 = prior.quota_curve[idx]
+    h1, h4, host = prior.h1[idx], prior.h4[idx], prior.host_ms[idx]
+    lg = np.log
+    f: dict[str, np.ndarray] = {
+        "batch": b,
+        "log_batch": lg(b),
+        "sm": s,
+        "log_sm": lg(s),
+        "log_sm_per_batch": lg(s / b),
+        "quota": q,
+        "log_quota": lg(q),
+        "log_base": lg(ph["base"]),
+        "log_g1": lg(ph["g1"]),
+        "log_gb": lg(ph["gb"]),
+        "log_ge_g1": lg(ph["ge"] / ph["g1"]),
+        "log_qlaw_gb": lg(ph["qlaw"] / ph["gb"]),
+        "log_qint_gb": lg(ph["qint"] / ph["gb"]),
+        "log_qint_qlaw": lg(ph["qint"] / ph["qlaw"]),
+        "log_qhat_gb": lg(np.maximum(ph["qhat"], 1e-3) / ph["gb"]),
+        "log_host": lg(host),
+        "host_over_token": host / (q * WINDOW_MS),
+        "gb_over_token": ph["gb"] / (q * WINDOW_MS),
+        "throttled_points": prior.throttled[idx].astype(float),
+        "log_h1": lg(h1),
+        "log_h4": lg(h4),
+        "log_h4_h1": lg(h4 / h1),
+        "log_gb_h1": lg(ph["gb"] / h1),
+        "log_gb_h4": lg(ph["gb"] / h4),
+        "log_g25_h4": lg(sm_curve_at(p1, np.full(len(s), 25.0)) / h4),
+    }
+    for k, sp in enumerate(PROFILE_SM[:-1]):
+        f[f"sm_curve_{int(sp)}"] = lg(p1[:, k] / p1[:, -1])
+    qlaw_pts = np.maximum(host[:, None] / (_Q_FRAC[None, :-1] - _C), h4[:, None])
+    for k, qp in enumerate(PROFILE_QUOTA[:-1]):
+        f[f"quota_curve_{int(qp)}"] = lg(p2[:, k] / h4)
+        f[f"quota_resid_{int(qp)}"] = lg(p2[:, k] / qlaw_pts[:, k])
+    if prior.static_names:
+        st = prior.static[idx]
+        for k, name in enumerate(prior.static_names):
+            f[name] = st[:, k]
+        if "st_log_macs" in prior.static_names:
+            macs = st[:, prior.static_names.index("st_log_macs")]
+            f["st_work_per_sm"] = macs + lg(b) - lg(s)
+            f["st_work_vs_gb"] = f["st_work_per_sm"] - lg(ph["gb"])
+            f["st_work_vs_g1"] = macs - lg(s) - lg(ph["g1"])
+        if "st_log_kernel_ops" in prior.static_names:
+            ops = st[:, prior.static_names.index("st_log_kernel_ops")]
+            f["st_host_per_op"] = lg(host) - ops
+            f["st_h1_per_op"] = lg(h1) - ops
+        if "st_log_activation_bytes" in prior.static_names:
+            f["st_act_batch"] = st[:, prior.static_names.index("st_log_activation_bytes")] + lg(b)
+    return pd.DataFrame(f), lg(ph["base"])
+
+
+# --------------------------------------------------------------------------- the predictor
+
+
+@dataclass
+class PredictorParams:
+    """Hyperparameters of the correction model (LightGBM) and of the features."""
+
+    seed: int = 0
+    num_threads: int = 2
+    n_estimators: int = 600
+    learning_rate: float = 0.1
+    num_leaves: int = 63
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    objective: str = "l1"
+    use_static: bool = True
+    exclude_features: tuple[str, ...] = ()
+
+    def lgb_params(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_col_wise": True,
+            "seed": self.seed,
+            "bagging_seed": self.seed,
+            "feature_fraction_seed": self.seed,
+            "data_random_seed": self.seed,
+            "verbose": -1,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PredictorParams:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "exclude_features" in kw:
+            kw["exclude_features"] = tuple(kw["exclude_features"])
+        return cls(**kw)
+
+
+def _check_lightgbm() -> Any:
+    try:
+        import lightgbm
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise MissingDataError("lightgbm", "pip install lightgbm") from e
+    return lightgbm
+
+
+@dataclass
+class LatencyPredictor:
+    """Mean latency (ms) from a prior profile plus a learned correction."""
+
+    params: PredictorParams = field(default_factory=PredictorParams)
+    profiles: dict[tuple[str, str], PriorProfile] = field(default_factory=dict)
+    static: pd.DataFrame | None = None
+    booster: Any = None
+    feature_names: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    _prior: ModelPrior | None = field(default=None, repr=False)
+    _keys: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _index(self) -> None:
+        keys = sorted(self.profiles)
+        self._keys = {k: i for i, k in enumerate(keys)}
+        static = self.static if self.params.use_static else None
+        self._prior = ModelPrior.build([self.profiles[k] for k in keys], static)
+
+    def add_profile(self, profile: PriorProfile, static: Mapping[str, float] | None = None) -> None:
+        """Make a new model predictable from its 11-point profile (and, optionally, its
+        architecture features, the columns of :data:`STATIC_COLUMNS`)."""
+        self.profiles[(profile.gpu, profile.model)] = profile
+        if static:
+            row = pd.DataFrame([dict(static)], index=[profile.model], dtype=float)
+            base = self.static if self.static is not None else pd.DataFrame(dtype=float)
+            merged = pd.concat([base.drop(index=profile.model, errors="ignore"), row])
+            self.static = clean_static(merged.reset_index(names="model"))
+        self._prior = None
+        self._index()
+
+    def knows(self, model: str, gpu: str = DEFAULT_GPU) -> bool:
+        """True when a prior profile of ``model`` on ``gpu`` is stored."""
+        return (gpu, model) in self.profiles
+
+    @property
+    def models(self) -> list[str]:
+        """Model names with a prior profile (any GPU), sorted."""
+        return sorted({m for _, m in self.profiles})
+
+    def _rows_index(self, models: np.ndarray, gpus: np.ndarray) -> np.ndarray:
+        if self._prior is None:
+            self._index()
+        out = np.empty(len(models), dtype=int)
+        cache: dict[tuple[str, str], int] = {}
+        for k, (g, m) in enumerate(zip(gpus, models, strict=True)):
+            key = (str(g), str(m))
+            i = cache.get(key)
+            if i is None:
+                i = self._keys.get(key)
+                if i is None:
+                    known = sorted({mm for gg, mm in self.profiles if gg == key[0]})
+                    shown = ", ".join(known[:6]) + (", ..." if len(known) > 6 else "")
+                    raise InputError(
+                        f"no prior profile for model {key[1]!r} on GPU {key[0]!r}",
+                        expected=f"one of {len(known)} models, e.g. {shown}"
+                        if known
+                        else "a GPU with profiled models",
+                    )
+                cache[key] = i
+            out[k] = i
+        return out
+
+    def features(
+        self, model: Any, batch: Any, sm_pct: Any, quota_pct: Any, gpu: Any = DEFAULT_GPU
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """(feature frame, log base) for rows; ``quota_pct`` in percent."""
+        b = np.atleast_1d(np.asarray(batch, dtype=float))
+        n = len(b)
+        models = np.broadcast_to(np.asarray(model, dtype=object), (n,))
+        gpus = np.broadcast_to(np.asarray(gpu, dtype=object), (n,))
+        s = np.broadcast_to(np.asarray(sm_pct, dtype=float), (n,))
+        q = np.broadcast_to(np.asarray(quota_pct, dtype=float), (n,))
+        idx = self._rows_index(models, gpus)
+        assert self._prior is not None
+        X, lbase = feature_frame(self._prior, idx, b, s, q)
+        if self.params.exclude_features:
+            X = X.drop(columns=[c for c in self.params.exclude_features if c in X.columns])
+        return X, lbase
+
+    # ----------------------------------------------------------------- fit / predict
+
+    def fit(
+        self,
+        table: pd.DataFrame,
+        *,
+        profiles: Mapping[tuple[str, str], PriorProfile] | None = None,
+        static: pd.DataFrame | None | str = "default",
+        sources: Sequence[Mapping[str, Any]] | None = None,
+        model_weight: Mapping[str, float] | None = None,
+    ) -> LatencyPredictor:
+        """Train on a measurement table (see :func:`normalize_table`).
+
+        ``model_weight``: per-model row weights (default 1), e.g. to let a model with few
+        rows (BERT's 18 cells) count like one with hundreds.
+        ``profiles``: the prior profiles to use (default: extracted from ``table``; pass
+        the profiles of held-out models too so they can be predicted later). ``static``:
+        architecture features (index or column ``model``), None for none, ``"default"``
+        for :func:`default_static_features`. Rows of models without a profile are dropped.
+        """
+        lgb = _check_lightgbm()
+        t0 = time.perf_counter()
+        tab = normalize_table(table)
+        if profiles is None:
+            profiles = extract_profiles(tab)
+        self.profiles = dict(profiles)
+        if isinstance(static, str):
+            static = default_static_features() if self.params.use_static else None
+        self.static = clean_static(static) if static is not None else None
+        self._prior = None
+        self._index()
+        keep = np.array(
+            [(g, m) in self._keys for g, m in zip(tab.gpu, tab.model, strict=True)], dtype=bool
+        )
+        tab = tab[keep].reset_index(drop=True)
+        if tab.empty:
+            raise InputError("no training rows with a prior profile", expected="RaPP-like rows")
+        X, lbase = self.features(tab.model, tab.batch, tab.sm_pct, tab.quota_pct, tab.gpu)
+        y = np.log(tab.latency_ms.to_numpy()) - lbase
+        self.feature_names = list(X.columns)
+        w = None
+        if model_weight:
+            w = tab.model.map(lambda m: float(model_weight.get(m, 1.0))).to_numpy()
+        ds = lgb.Dataset(X, y, weight=w, free_raw_data=True)
+        self.booster = lgb.train(self.params.lgb_params(), ds, self.params.n_estimators)
+        self.meta = {
+            "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "n_rows": len(tab),
+            "n_models": int(tab.model.nunique()),
+            "gpus": sorted(tab.gpu.unique().tolist()),
+            "sources": list(sources) if sources is not None else [],
+            "model_weight": dict(model_weight or {}),
+            "lightgbm_version": getattr(lgb, "__version__", "?"),
+        }
+        return self
+
+    def predict(
+        self,
+        model: Any,
+        batch: Any,
+        sm_pct: Any,
+        quota: Any,
+        gpu: Any = DEFAULT_GPU,
+        *,
+        quota_in_percent: bool = False,
+    ) -> np.ndarray:
+        """Mean latency (ms) for rows of (model, batch, SM %, quota); vectorised.
+
+        ``quota`` is a fraction in (0, 1] (or percent with ``quota_in_percent``); scalars
+        broadcast against arrays. Raises InputError for a model without a profile.
+        """
+        if self.booster is None:
+            raise InputError("the predictor is not trained", expected="fit() or load() first")
+        q = np.asarray(quota, dtype=float) * (1.0 if quota_in_percent else 100.0)
+        b = np.asarray(batch, dtype=float)
+        s = np.asarray(sm_pct, dtype=float)
+        shape = np.broadcast_shapes(
+            np.shape(b), np.shape(s), np.shape(q), np.shape(model), np.shape(gpu)
+        )
+        n = int(np.prod(shape)) if shape else 1
+        bb, ss, qq = (np.broadcast_to(a, shape).reshape(n) for a in (b, s, q))
+        mm = np.broadcast_to(np.asarray(model, dtype=object), shape).reshape(n)
+        gg = np.broadcast_to(np.asarray(gpu, dtype=object), shape).reshape(n)
+        X, lbase = self.features(mm, bb, ss, qq, gg)
+        out = np.exp(self.booster.predict(X, num_threads=self.params.num_threads) + lbase)
+        return out.reshape(shape)
+
+    def base(self, model: Any, batch: Any, sm_pct: Any, quota: Any, gpu: Any = DEFAULT_GPU):
+        """The physics estimate alone (ms), ``quota`` a fraction (for diagnostics)."""
+        _, lbase = self.features(model, batch, sm_pct, np.asarray(quota, dtype=float) * 100, gpu)
+        return np.exp(lbase)
+
+    # ----------------------------------------------------------------- artifact
+
+    def to_json(self, metrics: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The metadata document (everything but the LightGBM model text)."""
+        by_gpu: dict[str, dict[str, Any]] = {}
+        for (g, m), p in sorted(self.profiles.items()):
+            by_gpu.setdefault(g, {})[m] = p.to_json()
+        static = None
+        if self.static is not None and self.params.use_static:
+            used = sorted({m for _, m in self.profiles} & set(self.static.index))
+            static = {
+                "columns": list(self.static.columns),
+                "models": {
+                    m: [None if not math.isfinite(v) else float(v) for v in self.static.loc[m]]
+                    for m in used
+                },
+            }
+        return {
+            "format": FORMAT,
+            "description": "mean-latency predictor: physics estimate from an 11-point prior "
+            "profile times a LightGBM correction; see hasim/perf/predictor.py",
+            "units": {"latency": "ms", "sm": "percent", "quota": "percent", "batch": "requests"},
+            "profile_points": {
+                "sm_curve": {"batch": PROFILE_SM_BATCH, "quota_pct": 100, "sm_pct": PROFILE_SM},
+                "quota_curve": {
+                    "batch": PROFILE_QUOTA_BATCH,
+                    "sm_pct": PROFILE_QUOTA_SM,
+                    "quota_pct": PROFILE_QUOTA,
+                },
+            },
+            "physics": {"window_ms": WINDOW_MS, "guard_ms": GUARD_MS, "throttled": THROTTLED},
+            "hyperparameters": asdict(self.params)
+            | {"exclude_features": list(self.params.exclude_features)},
+            "features": self.feature_names,
+            "training": self.meta,
+            "metrics": dict(metrics or self.meta.get("metrics", {})),
+            "profiles": by_gpu,
+            "static_features": static,
+        }
+
+    def save(self, path: str | Path, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``path`` (``.json`` metadata) and ``<stem>.lgbm.json.gz`` beside it."""
+        if self.booster is None:
+            raise InputError("the predictor is not trained", expected="fit() first")
+        p = Path(path)
+        if p.suffix != ".json":
+            p = p.with_suffix(".json")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        text = self.booster.model_to_string(num_iteration=-1)
+        mfile = model_file(p)
+        doc = self.to_json(metrics)
+        doc["model_file"] = mfile.name
+        doc["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+        payload = json.dumps({"format": MODEL_FORMAT, "lightgbm_model": text})
+        with gzip.GzipFile(mfile, "wb", mtime=0) as f:
+            f.write(payload.encode())
+        p.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyPredictor:
+        """Read an artifact written by :meth:`save` (InputError names what is wrong)."""
+        lgb = _check_lightgbm()
+        p = Path(path)
+        if not p.is_file():
+            raise MissingDataError(p, "hasim perf train --out " + str(p))
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg}", path=p, line=e.lineno) from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            got = doc.get("format") if isinstance(doc, dict) else None
+            raise InputError(f"format {got!r}", path=p, expected=FORMAT)
+        mfile = p.parent / str(doc.get("model_file", model_file(p).name))
+        if not mfile.is_file():
+            raise MissingDataError(mfile, "hasim perf train --out " + str(p))
+        try:
+            with gzip.open(mfile, "rt", encoding="utf-8") as f:
+                mdoc = json.load(f)
+        except (OSError, json.JSONDecodeError, EOFError) as e:
+            raise InputError(f"unreadable model file: {e}", path=mfile) from None
+        if mdoc.get("format") != MODEL_FORMAT:
+            raise InputError(f"format {mdoc.get('format')!r}", path=mfile, expected=MODEL_FORMAT)
+        text = mdoc["lightgbm_model"]
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        if doc.get("model_sha256") not in (None, sha):
+            raise InputError("model text does not match model_sha256", path=mfile)
+        params = PredictorParams.from_dict(doc.get("hyperparameters", {}))
+        profiles = {
+            (g, m): PriorProfile.from_json(m, g, d)
+            for g, ms in doc["profiles"].items()
+            for m, d in ms.items()
+        }
+        static = None
+        st = doc.get("static_features")
+        if st:
+            static = pd.DataFrame.from_dict(
+                {m: [np.nan if v is None else v for v in vals] for m, vals in st["models"].items()},
+                orient="index",
+                columns=st["columns"],
+            ).astype(float)
+        booster = lgb.Booster(model_str=text)
+        pred = cls(
+            params=params,
+            profiles=profiles,
+            static=static,
+            booster=booster,
+            feature_names=list(doc.get("features", [])),
+            meta=dict(doc.get("training", {})) | {"metrics": doc.get("metrics", {})},
+        )
+        pred._index()
+        names = list(booster.feature_name())
+        if pred.feature_names and names != pred.feature_names:
+            raise InputError("the model's features differ from the metadata", path=p)
+        pred.meta["artifact"] = str(p)
+        pred.meta["artifact_sha256"] = artifact_hash(p)
+        return pred
+
+
+def model_file(meta_path: Path) -> Path:
+    """``<stem>.lgbm.json.gz`` beside the metadata file."""
+    return meta_path.with_name(meta_path.stem + ".lgbm.json.gz")
+
+
+def artifact_hash(meta_path: str | Path) -> str:
+    """sha256 over the metadata file and its model file (keys caches on the artifact)."""
+    p = Path(meta_path)
+    h = hashlib.sha256()
+    for f in (p, model_file(p)):
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
