@@ -41,22 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hasim.perf.measurements import COLUMNS as MEASUREMENT_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = {"cpu": "calibration-cpu", "cuda": "calibration-cuda"}
 LATENCY_FILE = "latency.parquet"
 TRACE_FILE = "kernel_traces.pq"
 MANIFEST = "manifest.json"
-SCHEMA = (
-    "gpu",
-    "model",
-    "batch",
-    "sm_pct",
-    "quota_pct",
-    "mig_slice",
-    "statistic",
-    "latency_ms",
-    "source",
-)
+SCHEMA = MEASUREMENT_COLUMNS  # hasim's measurement schema
 EXTRA = (
     "seq_len",
     "procs",
