@@ -23,7 +23,7 @@ written. Environment (torchvision is not a hasim dependency; use a separate venv
 
     python -m venv /tmp/tvenv
     /tmp/tvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy pandas
-    /tmp/tvenv/bin/python -m calibration.model_features            # from the repo root; writes the CSV
+    /tmp/tvenv/bin/python -m calibration.model_features  # from the repo root; writes the CSV
 
 Options: ``--out PATH`` (default ``hasim/perf/data/model_features.csv``),
 ``--rapp-dir DIR`` (cross-check the model list against a RaPP
