@@ -18,6 +18,8 @@ commands:
                           verifying sha256; `hasim data --help`
   validate has-gpu        replay HAS-GPU's validation workload per real run and print
                           real vs simulated figures (`hasim validate has-gpu --help`)
+  report DIR              collect every run below DIR into runs.parquet and draw the
+                          cost/SLO frontier, latency CDFs, allocation timeline, actions
   perf train|evaluate     train the RaPP latency predictor / evaluate it with the paper's
                           protocols (random, unseen-config, unseen-model); `hasim perf --help`
 
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         from hasim.analysis.validate import main as validate_main
 
         return validate_main(rest)
+    if cmd == "report":
+        from hasim.analysis.report import main as report_main
+
+        return report_main(rest)
     if cmd == "perf":
         from hasim.perf.cli import main as perf_main
 
