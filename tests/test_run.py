@@ -176,3 +176,29 @@ def test_sweep_with_joblib_launcher(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     runs = sorted(p.name for p in (tmp_path / "default").iterdir())
     assert runs == ["workload.duration=20,workload.rate=2", "workload.duration=20,workload.rate=4"]
+
+
+def test_finished_runs_are_reused_only_with_the_same_config(tmp_path):
+    first = run(tmp_path, "workload.duration=10", "run=r", "output.skip_existing=true")
+    stamp = (first.path / "summary.json").stat().st_mtime_ns
+    again = run(tmp_path, "workload.duration=10", "run=r", "output.skip_existing=true")
+    assert (again.path / "summary.json").stat().st_mtime_ns == stamp  # not recomputed
+    assert again.summary["requests_total"] == first.summary["requests_total"]
+    assert len(again.requests) == len(first.requests)
+    # a different config under the same name is recomputed
+    other = run(tmp_path, "workload.duration=12", "run=r", "output.skip_existing=true")
+    assert other.summary["duration_s"] == 12.0
+    # single runs recompute by default
+    plain = run(tmp_path, "workload.duration=12", "run=r")
+    assert (plain.path / "summary.json").stat().st_mtime_ns != stamp
+
+
+def test_restarted_sweep_skips_finished_runs(tmp_path):
+    cmd = [sys.executable, "-m", "hasim.cli", "run", "-m", "workload.rate=2,4",
+           "workload.duration=20", f"output.dir={tmp_path}", "sim.progress=false",
+           "hydra/launcher=basic"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("already finished with this config, reused") == 2

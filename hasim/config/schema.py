@@ -106,3 +106,6 @@ class OutputConfig:
     plot: bool = True
     requests: bool = True  # write the per-request table (can be large)
     quiet: bool = False  # do not print the summary
+    # reuse a finished run with the same config instead of recomputing it; null = yes in
+    # sweeps (so a restarted sweep skips what is done), no for single runs
+    skip_existing: bool | None = None

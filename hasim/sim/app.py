@@ -6,6 +6,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hasim.errors import HasimError
@@ -17,7 +18,9 @@ from hasim.sim.runner import run_config
 def app(cfg: DictConfig) -> float | None:
     """Run one simulation; in a sweep (-m) Hydra calls this once per job."""
     try:
-        result = run_config(cfg, list(HydraConfig.get().overrides.task))
+        hc = HydraConfig.get()
+        sweep = hc.mode == RunMode.MULTIRUN
+        result = run_config(cfg, list(hc.overrides.task), sweep=sweep)
     except HasimError as e:
         print(f"hasim: error: {e}", file=sys.stderr)
         sys.exit(2)

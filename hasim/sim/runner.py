@@ -73,8 +73,48 @@ def _progress_bar(enabled: bool, total: float):
     return bar, update
 
 
-def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Result:
-    """Run the simulation described by a composed config."""
+def _comparable(cfg: DictConfig | dict) -> dict:
+    """The parts of a config that determine a run's results (not where or how it prints)."""
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    c = {k: v for k, v in c.items() if k not in ("output", "hydra")}
+    c["sim"] = {k: v for k, v in (c.get("sim") or {}).items() if k != "progress"}
+    return c
+
+
+def load_run(path: Path) -> Result:
+    """A finished run read back from its directory."""
+    import json
+
+    path = Path(path)
+
+    def frame(name: str) -> pd.DataFrame:
+        f = path / f"{name}.parquet"
+        return pd.read_parquet(f) if f.exists() else pd.DataFrame()
+
+    return Result(
+        summary=json.loads((path / "summary.json").read_text()),
+        requests=frame("requests"), functions=frame("functions"), pods=frame("pods"),
+        actions=frame("actions"), allocations=frame("allocations"), usage=frame("usage"),
+        config=OmegaConf.to_container(OmegaConf.load(path / "config.yaml")),  # type: ignore[arg-type]
+        path=path,
+    )
+
+
+def _finished(target: Path, cfg: DictConfig) -> bool:
+    """True when ``target`` holds a complete run made with the same config."""
+    if not (target / "summary.json").exists() or not (target / "config.yaml").exists():
+        return False
+    try:
+        return _comparable(OmegaConf.load(target / "config.yaml")) == _comparable(cfg)
+    except Exception:  # an unreadable old run is recomputed
+        return False
+
+
+def run_config(
+    cfg: DictConfig, overrides: Sequence[str] | None = None, sweep: bool = False
+) -> Result:
+    """Run the simulation described by a composed config. ``sweep``: called for one job
+    of a Hydra multirun (finished runs are then reused unless output.skip_existing=false)."""
     from hasim.perf.registry import PERF_KINDS
     from hasim.workload.registry import WORKLOAD_KINDS
 
@@ -88,6 +128,13 @@ def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Resul
     wcfg = to_typed(cfg.workload, wschema, "workload")
     pcfg = to_typed(cfg.perf, pschema, "perf")
     acfg = to_typed(cfg.autoscaler, aschema, "autoscaler")
+    name = cfg.get("run") or run_name(list(overrides or []))
+    target = Path(ocfg.dir) / str(cfg.name) / name
+    skip = sweep if ocfg.skip_existing is None else ocfg.skip_existing
+    if skip and ocfg.write and _finished(target, cfg):
+        if not ocfg.quiet:
+            print(f"run {cfg.name}/{name}: already finished with this config, reused ({target})")
+        return load_run(target)
 
     workload = wbuild(wcfg, Streams(seed).get("arrivals"))
     perf = pbuild(pcfg)
@@ -124,7 +171,6 @@ def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Resul
         usage=usage,
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
-    name = cfg.get("run") or run_name(list(overrides or []))
     summary["run"] = name
     if ocfg.write:
         frames = {
@@ -141,7 +187,7 @@ def run_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> Resul
             figures["plot.png"] = run_figure(requests, usage, f"{cfg.name} / {name}")
         try:
             result.path = write_run(
-                Path(ocfg.dir) / str(cfg.name) / name,
+                target,
                 frames,
                 summary,
                 OmegaConf.to_yaml(cfg, resolve=True),
