@@ -7,9 +7,13 @@ are in milliseconds internally).
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,3 +82,20 @@ def bracket(axis: Sequence[float], x: float) -> tuple[int, int]:
     if j > 0 and abs(axis[j - 1] - x) <= EXACT_TOL * max(1.0, abs(x)):
         return j - 1, j - 1
     return j - 1, j
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (``.gz`` transparently); malformed or unreadable files raise
+    InputError naming the file (and the line/column of a syntax error)."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                return json.load(f)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"invalid JSON: {e.msg}", path=path, line=e.lineno, column=e.colno
+        ) from None
+    except (UnicodeDecodeError, OSError, EOFError) as e:
+        raise InputError(f"unreadable file: {e}", path=path) from None

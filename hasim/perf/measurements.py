@@ -65,8 +65,6 @@ two RaPP runtime folders) only the copy from the first file is kept, in the orde
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import re
 from collections.abc import Callable
@@ -79,6 +77,7 @@ import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
 from hasim.paths import FETCH_HINT, data_dir
+from hasim.perf.common import read_json
 
 COLUMNS = (
     "gpu",
@@ -169,21 +168,6 @@ def _resolve(path: str | Path) -> Path:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                return json.load(f)
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"invalid JSON: {e.msg}", path=path, line=e.lineno, column=e.colno
-        ) from None
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        raise InputError(f"unreadable file: {e}", path=path) from None
 
 
 def _read_csv(path: Path, **kw: Any) -> pd.DataFrame:
@@ -738,7 +722,7 @@ def _classify(path: Path) -> tuple[_Kind, Any]:
     if low.endswith(".parquet"):
         return _Kind("table", _table_rows), None
     if low.endswith(".json") or low.endswith(".json.gz"):
-        doc = _read_json(path)
+        doc = read_json(path)
         if isinstance(doc, dict) and "profiling_result" in doc:
             return _Kind("rapp_graph", None), doc
         if isinstance(doc, dict) and "sm_partition" in doc and "latency" in doc:
@@ -885,7 +869,7 @@ def load_operator_times(path: str | Path) -> pd.DataFrame:
     seen: set[tuple[str, int, float]] = set()
     docs = []
     for p in files:
-        doc = _read_json(p)
+        doc = read_json(p)
         if root.is_dir() and not (isinstance(doc, dict) and "sm_partition" in doc):
             continue
         model, b, s, _, ops = _runtime_doc(p, doc)

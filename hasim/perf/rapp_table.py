@@ -58,9 +58,7 @@ version), so the second load takes milliseconds.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
-import json
 import math
 import os
 import re
@@ -76,7 +74,13 @@ from hasim.data.locate import data_path
 from hasim.errors import InputError, MissingDataError
 from hasim.paths import FETCH_HINT, data_dir
 from hasim.perf.base import check_point
-from hasim.perf.common import bracket, check_number, lognormal_noise, unknown_model
+from hasim.perf.common import (
+    bracket,
+    check_number,
+    lognormal_noise,
+    read_json,
+    unknown_model,
+)
 
 DEFAULT_DIR = "measurements/rapp-has-gpu-v100/graph_features_all_models"
 DEFAULT_BERT = "measurements/has-gpu-bert-table/bert_qt.csv"
@@ -193,31 +197,13 @@ class RaPPTables:
 # --------------------------------------------------------------------------- reading
 
 
-def _open_text(path: Path) -> Any:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with _open_text(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"invalid JSON: {e.msg}", path=path, line=e.lineno, column=e.colno
-        ) from None
-    except (UnicodeDecodeError, OSError, EOFError) as e:
-        raise InputError(f"unreadable file: {e}", path=path) from None
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _parse_rapp_file(path: Path, model: str, sm: int) -> Iterator[tuple[int, float, float]]:
     """(batch, quota %, latency ms) entries of one RaPP JSON file, checked."""
-    doc = _read_json(path)
+    doc = read_json(path)
     expected = '{"model_name": str, "profiling_result": [{"batch", "sm", "quota", "latency"}]}'
     if not isinstance(doc, dict) or not isinstance(doc.get("profiling_result"), list):
         raise InputError("not a RaPP profiling file", path=path, expected=expected)
