@@ -38,52 +38,52 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> l
     ]
 
 
-class BasicBlock(nn.Module):
+class _Residual(nn.Module):
+    """relu(body(x) + shortcut(x)); the shortcut is the identity, or a strided 1x1
+    projection when the shape changes. Subclasses build ``body``."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int, body: list[nn.Module]) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.body = nn.Sequential(*body)
+        self.shortcut = (
+            nn.Sequential(*_conv_bn(cin, cout, 1, stride))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class BasicBlock(_Residual):
     """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
 
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int = 1) -> None:
-        super().__init__()
         cout = width * self.expansion
-        self.body = nn.Sequential(
-            *_conv_bn(cin, width, 3, stride), nn.ReLU(inplace=True), *_conv_bn(width, cout, 3)
-        )
-        self.shortcut = (
-            nn.Sequential(*_conv_bn(cin, cout, 1, stride))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
+        body = [*_conv_bn(cin, width, 3, stride), nn.ReLU(inplace=True), *_conv_bn(width, cout, 3)]
+        super().__init__(cin, width, stride, body)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Residual):
     """1x1 reduce, 3x3 (carrying the stride), 1x1 expand (x4), with a shortcut."""
 
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1) -> None:
-        super().__init__()
-        cout = width * self.expansion
-        self.body = nn.Sequential(
+        body = [
             *_conv_bn(cin, width, 1),
             nn.ReLU(inplace=True),
             *_conv_bn(width, width, 3, stride),
             nn.ReLU(inplace=True),
-            *_conv_bn(width, cout, 1),
-        )
-        self.shortcut = (
-            nn.Sequential(*_conv_bn(cin, cout, 1, stride))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-        self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
+            *_conv_bn(width, width * self.expansion, 1),
+        ]
+        super().__init__(cin, width, stride, body)
 
 
 class ResNet(nn.Module):
