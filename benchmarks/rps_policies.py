@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-import hasim
 from hasim.analysis.real_runs import find_runs, real_run_metrics
+from hasim.analysis.validate import simulate as replay
 from hasim.data.locate import data_path
 
 POLICIES = {"has": "has", "fastgshare": "fastgshare", "kserve": "kserve", "timeshare": "timeshare"}
@@ -25,19 +25,13 @@ MODELS = {"resnet": "resnet50", "mobilenet": "mobilenet_v3_large",
 
 
 def simulate(policy: str, short: str, seed: int) -> dict[str, object]:
-    r = hasim.run([f"experiment=rps/{policy}_{short}", f"seed={seed}", "sim.progress=false",
-                   "output.write=false", "output.quiet=true"])
-    req, s = r.requests, r.summary
-    lat = req["latency"]
-    failed = req["status"] != "completed"
+    m = replay(policy, MODELS[short], None, seed)
     return {
         "system": policy, "model": MODELS[short], "source": "sim",
-        "latency_mean_s": s["latency_mean_s"], "latency_p95_s": s["latency_p95_s"],
-        "latency_p99_s": s["latency_p99_s"],
-        "slo_violation_rate@0.2s": float(((lat > 0.2) | failed).mean()),
-        "slo_violation_rate@0.5s": float(((lat > 0.5) | failed).mean()),
-        "gpu_share_mean": s["gpu_share_mean"], "cost_gpu_seconds": s["cost_gpu_seconds"],
-        "pods": s["pods_created"], "cold_starts": s["cold_starts"],
+        **{k: m[k] for k in ("latency_mean_s", "latency_p95_s", "latency_p99_s")},
+        "slo_violation_rate@0.2s": m["slo_violation_rate_0.2s"],
+        "slo_violation_rate@0.5s": m["slo_violation_rate_0.5s"],
+        **{k: m[k] for k in ("gpu_share_mean", "cost_gpu_seconds", "pods", "cold_starts")},
     }
 
 

@@ -20,7 +20,8 @@ import pandas as pd
 from hasim.analysis.real_runs import MODEL_OF, find_runs, real_run_metrics
 from hasim.errors import HasimError, InputError
 
-SYSTEMS = ("has", "fastgshare", "kserve")
+SYSTEMS = ("has", "fastgshare", "kserve")  # systems with real runs
+SIMULATED = (*SYSTEMS, "timeshare")  # systems with rps experiments
 SHORT = {model: short for short, model in MODEL_OF.items()}  # resnet50 -> resnet
 THRESHOLDS = (0.2, 0.5)
 METRICS = ["latency_mean_s", "latency_p95_s", "latency_p99_s",
@@ -32,8 +33,8 @@ def simulate(system: str, model: str, workload: Path | None, seed: int = 0,
     """One replay of the stage workload under ``system`` for ``model``."""
     import hasim
 
-    if system not in SYSTEMS:
-        raise InputError(f"unknown system {system!r}", expected=f"one of {', '.join(SYSTEMS)}")
+    if system not in SIMULATED:
+        raise InputError(f"unknown system {system!r}", expected=f"one of {', '.join(SIMULATED)}")
     short = SHORT.get(model) or (model if model in MODEL_OF else None)
     if short is None:
         raise InputError(f"unknown model {model!r}",
@@ -51,6 +52,8 @@ def simulate(system: str, model: str, workload: Path | None, seed: int = 0,
     for t in THRESHOLDS:
         out[f"slo_violation_rate_{t:g}s"] = float(((lat > t) | failed).mean())
     out["requests"] = int(len(req))
+    out["pods"] = int(s["pods_created"])
+    out["cold_starts"] = int(s["cold_starts"])
     return out
 
 
