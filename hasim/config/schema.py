@@ -86,7 +86,24 @@ class SimConfig:
     latency + overhead) of its model, in s.
     check_invariants: assert GPU invariants after every control action (tests).
     progress: show a progress bar over simulated time.
-    fidelity: batch (latency per batch from the model); kernel is a later addition.
+    fidelity: batch (each batch's latency from the perf model's table, fast) or kernel
+    (each batch is one inference, a sequence of kernels run by its GPU's token
+    scheduler, SYSTEMS.md section 1: co-located pods interact; slower, for small
+    scenarios and for checking the batch path). The settings below are for kernel mode.
+    token_window_s: the scheduler's window W in s (HAS-GPU: 0.040); a token lasts q x W.
+    launch_margin_s: s; a pod launches a kernel while elapsed + margin <= its token.
+    adaptive_tokens: FaST-GShare's published token policy (0.5 x last burst + 0.5 x
+    previous token, clamped to [20 ms, q x W]) instead of fixed q x W tokens (as published,
+    with token_window_s: 10).
+    kernel_model: how a batch's GPU time is split into kernels: operators (per-model
+    operator sequences, hasim.perf.operators) or uniform (kernels_per_inference equal
+    kernels). Either way the kernels sum to the perf model's latency at quota 1 (x noise);
+    the scheduler produces the quota's effect.
+    kernels_per_inference: kernels per inference for kernel_model=uniform.
+    launch_gated: the hook gates kernel *launches* (paced like the SM-100 % run of the
+    batch) and the GPU runs launched kernels after the token is released, as CUDA's
+    asynchronous launches do; false (default) runs kernels synchronously under the token
+    as SYSTEMS.md section 1 states (benchmarks/kernel_quota_mape.py compares the two).
     """
 
     drain: float = 60.0
@@ -95,11 +112,19 @@ class SimConfig:
     check_invariants: bool = False
     progress: bool = True
     fidelity: str = "batch"
+    token_window_s: float = 0.040
+    launch_margin_s: float = 0.001
+    adaptive_tokens: bool = False
+    kernel_model: str = "operators"
+    kernels_per_inference: int = 50
+    launch_gated: bool = False
 
 
 @dataclass
 class OutputConfig:
-    """Where and what to write. dir: results root; the run goes to dir/name/run."""
+    """Where and what to write. dir: results root; the run goes to dir/name/run.
+    trace: in kernel mode, also write trace.json (every kernel and token as a Chrome /
+    Perfetto trace, one track per pod); ignored in batch mode."""
 
     dir: str = "results"
     write: bool = True
@@ -109,3 +134,4 @@ class OutputConfig:
     # reuse a finished run with the same config instead of recomputing it; null = yes in
     # sweeps (so a restarted sweep skips what is done), no for single runs
     skip_existing: bool | None = None
+    trace: bool = False

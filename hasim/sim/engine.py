@@ -1,11 +1,17 @@
 """The simulation: SimPy control plane (autoscaler, pod lifecycle, sampling) around the
-array-based data plane of ``hasim.cluster.gateway``.
+array-based data plane of ``hasim.cluster.gateway`` (``sim.fidelity=batch``) or the
+event-driven one of ``hasim.cluster.kernel_plane`` (``sim.fidelity=kernel``: batches run
+as kernel sequences on each GPU's token scheduler; pods register with their GPU's
+scheduler when ready, quota changes go to it after ``quota_delay``, a removed pod
+unregisters, a draining pod finishes its running inference first).
 
 Same-time order (pinned by a test): at one instant the data plane comes first
 (batches that start by then are started, completions and arrivals up to then are
 seen), then pod lifecycle events (a pod becoming ready, a quota applied, a drained
 pod removed), then the autoscaler's decision; utilisation samples at that instant see
-the state after all of these.
+the state after all of these. In kernel mode an inference that ends at the same instant
+as a lifecycle event may be seen after it (its end is an event of the scheduler); the
+autoscaler's decision always sees it.
 Simulated time only: nothing reads the wall clock.
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
@@ -29,6 +36,14 @@ from hasim.autoscale.base import (
 )
 from hasim.cluster.gateway import FunctionQueue
 from hasim.cluster.gpu import Gpu, gpu_type
+from hasim.cluster.kernel_plane import (
+    FIDELITIES,
+    KernelBackend,
+    KernelQueue,
+    SchedulerFactory,
+    kernel_source,
+    token_schedulers,
+)
 from hasim.cluster.models import model_facts
 from hasim.cluster.placement import first_fit_rows
 from hasim.cluster.pod import PHASES, Pod, PodState, sample_cold_start, validate_pod_request
@@ -37,6 +52,9 @@ from hasim.errors import HasimError, InputError
 from hasim.perf.base import LatencyModel, batch_table
 from hasim.sim.rng import Streams
 from hasim.workload.base import FunctionSpec, Workload
+
+if TYPE_CHECKING:
+    from hasim.sim.perfetto import KernelTrace
 
 # SimPy event priorities within one instant (lower runs first)
 P_LIFECYCLE, P_DECIDE, P_SAMPLE = 1, 2, 3
@@ -74,7 +92,15 @@ class Simulation:
         sim: SimConfig,
         seed: int,
         progress: Callable[[float], None] | None = None,
+        schedulers: SchedulerFactory | None = None,
+        trace: KernelTrace | None = None,
     ) -> None:
+        """``schedulers`` (kernel mode): makes each GPU's token scheduler, by default a
+        ``TokenScheduler`` with the ``sim`` settings recording into ``trace``."""
+        if sim.fidelity not in FIDELITIES:
+            raise InputError(
+                f"sim.fidelity={sim.fidelity!r} is unknown", expected=" or ".join(FIDELITIES)
+            )
         self.workload = workload
         self.perf = perf
         self.autoscaler = autoscaler
@@ -102,18 +128,33 @@ class Simulation:
                     f"function {f.name!r} serves unknown model {f.model!r}",
                     expected=f"a model the latency model {perf.name!r} knows",
                 )
+        self.backend: KernelBackend | None = None  # kernel mode: the GPUs' schedulers
+        if sim.fidelity == "kernel":
+            self.backend = KernelBackend(
+                self.env,
+                schedulers
+                or token_schedulers(
+                    sim.token_window_s, sim.launch_margin_s, sim.adaptive_tokens, trace
+                ),
+                kernel_source(sim.kernel_model, sim.kernels_per_inference),
+                (lambda m, b: perf.mean_latency_s(m, b, 100.0, 1.0)) if sim.launch_gated else None,
+            )
         self.queues: dict[str, FunctionQueue] = {}
         for f in workload.functions:
             rng = self.streams.get("service", f.name)
-            self.queues[f.name] = FunctionQueue(
-                name=f.name,
-                arrivals=workload.arrivals[f.name],
-                max_wait=cluster.max_wait,
-                timeout=cluster.timeout,
-                overhead=cluster.overhead if cluster.overhead_holds_pod else 0.0,
-                delay=0.0 if cluster.overhead_holds_pod else cluster.overhead,
-                noise=(lambda n, rng=rng: perf.noise(rng, n)),
-            )
+            common = {
+                "name": f.name,
+                "arrivals": workload.arrivals[f.name],
+                "max_wait": cluster.max_wait,
+                "timeout": cluster.timeout,
+                "overhead": cluster.overhead if cluster.overhead_holds_pod else 0.0,
+                "delay": 0.0 if cluster.overhead_holds_pod else cluster.overhead,
+                "noise": (lambda n, rng=rng: perf.noise(rng, n)),
+            }
+            if self.backend is not None:
+                self.queues[f.name] = KernelQueue(**common, env=self.env, launch=self.backend.run)
+            else:
+                self.queues[f.name] = FunctionQueue(**common)
         self.cold_rng = self.streams.get("cold_start")
         self.pods: dict[int, Pod] = {}
         self._next_pod = 0
@@ -250,6 +291,11 @@ class Simulation:
         pod.state = PodState.READY
         pod.ready_at = self.env.now
         self.epoch += 1
+        if self.backend is not None:
+            # the scheduler produces the quota's effect: the table is at quota 1
+            self.backend.register(pod.id, pod.gpu.id, pod.model, pod.sm_pct, pod.quota)
+            q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, 1.0, pod.batch))
+            return
         q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, pod.quota, pod.batch))
 
     def _update(self, a: UpdateQuota) -> None:
@@ -276,7 +322,10 @@ class Simulation:
         self.epoch += 1
         self._open_alloc(pod)
         if pod.state is PodState.READY:
-            q.set_table(pod.id, self.table(pod.model, pod.sm_pct, quota, pod.batch))
+            if self.backend is not None:
+                self.backend.set_quota(pod.id, quota)
+            else:
+                q.set_table(pod.id, self.table(pod.model, pod.sm_pct, quota, pod.batch))
         self._check()
 
     def _delete(self, a: DeletePod) -> None:
@@ -294,13 +343,25 @@ class Simulation:
         q.advance(self.env.now)
         pod.state = PodState.DRAINING
         busy_until = q.remove_server(pod.id)
+        if isinstance(q, KernelQueue):
+            done = q.done_event(pod.id)
+            if done is not None:  # the running inference ends when the scheduler says
+                self.env.process(self._drain_kernel(pod, done))
+                return
+            busy_until = self.env.now
         self.env.process(self._drain(pod, max(0.0, busy_until - self.env.now)))
 
     def _drain(self, pod: Pod, delay: float):  # SimPy process
         yield _at(self.env, delay, P_LIFECYCLE)
         self._remove(pod)
 
+    def _drain_kernel(self, pod: Pod, done: simpy.Event):  # SimPy process
+        yield done
+        self._remove(pod)
+
     def _remove(self, pod: Pod) -> None:
+        if self.backend is not None and self.backend.registered(pod.id):
+            self.backend.unregister(pod.id)
         del self.live[pod.function][pod.id]
         self._close_alloc(pod)
         pod.gpu.remove(pod)
@@ -354,10 +415,6 @@ class Simulation:
 
     def run(self) -> Simulation:
         """Run to ``workload.duration + sim.drain`` and finish the data plane."""
-        if self.scfg.fidelity != "batch":
-            raise InputError(
-                f"sim.fidelity={self.scfg.fidelity!r} is not available yet", expected="batch"
-            )
         self.env.process(self._decide_loop())
         if self.progress is not None:
             self.env.process(self._progress_loop())
@@ -365,6 +422,8 @@ class Simulation:
         for q in self.queues.values():
             q.advance(self.end_time)
             q.expire(self.end_time)
+            if isinstance(q, KernelQueue):
+                q.finalize()
         for pod in self.pods.values():
             if pod.state is not PodState.REMOVED:
                 self._close_alloc(pod)

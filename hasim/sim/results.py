@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,11 @@ def write_run(
     summary: dict[str, Any],
     config_yaml: str,
     figures: dict[str, Any] | None = None,
+    files: dict[str, Callable[[Path], None]] | None = None,
 ) -> Path:
-    """Write frames (Parquet), summary.json, config.yaml and figures; atomically."""
+    """Write frames (Parquet), summary.json, config.yaml, figures and other files;
+    atomically. ``files`` maps a file name to a writer called with its (temporary) path,
+    e.g. ``{"trace.json": lambda p: write_chrome_trace(trace, p)}``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
@@ -70,6 +74,8 @@ def write_run(
         (tmp / "config.yaml").write_text(config_yaml)
         for name, fig in (figures or {}).items():
             fig.savefig(tmp / name, dpi=110)
+        for name, write in (files or {}).items():
+            write(tmp / name)
         old = None
         if target.exists():
             old = target.parent / f".old-{target.name}-{uuid.uuid4().hex[:8]}"

@@ -21,6 +21,9 @@ from hasim.sim.engine import Simulation
 from hasim.sim.results import run_name, write_run
 from hasim.sim.rng import Streams
 
+TRACE_MAX_KERNELS = 250_000
+"""trace.json: kernels written one slice each; later ones one slice per token (loadable)."""
+
 
 @dataclass
 class Result:
@@ -36,6 +39,7 @@ class Result:
     usage: pd.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    trace: Any = None  # kernel mode with output.trace: the run's KernelTrace
 
 
 def compose(overrides: Sequence[str] | None = None) -> DictConfig:
@@ -93,17 +97,23 @@ def load_run(path: Path) -> Result:
 
     return Result(
         summary=json.loads((path / "summary.json").read_text()),
-        requests=frame("requests"), functions=frame("functions"), pods=frame("pods"),
-        actions=frame("actions"), allocations=frame("allocations"), usage=frame("usage"),
+        requests=frame("requests"),
+        functions=frame("functions"),
+        pods=frame("pods"),
+        actions=frame("actions"),
+        allocations=frame("allocations"),
+        usage=frame("usage"),
         config=OmegaConf.to_container(OmegaConf.load(path / "config.yaml")),  # type: ignore[arg-type]
         path=path,
     )
 
 
-def _finished(target: Path, cfg: DictConfig) -> bool:
-    """True when ``target`` holds a complete run made with the same config."""
-    if not (target / "summary.json").exists() or not (target / "config.yaml").exists():
-        return False
+def _finished(target: Path, cfg: DictConfig, extra: Sequence[str] = ()) -> bool:
+    """True when ``target`` holds a complete run made with the same config (and the files
+    ``extra``)."""
+    for name in ("summary.json", "config.yaml", *extra):
+        if not (target / name).exists():
+            return False
     try:
         return _comparable(OmegaConf.load(target / "config.yaml")) == _comparable(cfg)
     except Exception:  # an unreadable old run is recomputed
@@ -131,7 +141,8 @@ def run_config(
     name = cfg.get("run") or run_name(list(overrides or []))
     target = Path(ocfg.dir) / str(cfg.name) / name
     skip = sweep if ocfg.skip_existing is None else ocfg.skip_existing
-    if skip and ocfg.write and _finished(target, cfg):
+    want_trace = ocfg.trace and scfg.fidelity == "kernel"
+    if skip and ocfg.write and _finished(target, cfg, ("trace.json",) if want_trace else ()):
         if not ocfg.quiet:
             print(f"run {cfg.name}/{name}: already finished with this config, reused ({target})")
         return load_run(target)
@@ -140,8 +151,15 @@ def run_config(
     perf = pbuild(pcfg)
     autoscaler = abuild(acfg, ccfg)
     bar, update = _progress_bar(scfg.progress, workload.duration_s + scfg.drain)
+    trace = None
+    if want_trace:
+        from hasim.sim.perfetto import KernelTrace
+
+        trace = KernelTrace()
     try:
-        sim = Simulation(workload, perf, autoscaler, ccfg, scfg, seed, progress=update).run()
+        sim = Simulation(
+            workload, perf, autoscaler, ccfg, scfg, seed, progress=update, trace=trace
+        ).run()
     finally:
         if bar is not None:
             bar.close()
@@ -170,6 +188,7 @@ def run_config(
         allocations=allocations,
         usage=usage,
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        trace=trace,
     )
     summary["run"] = name
     if ocfg.write:
@@ -182,6 +201,14 @@ def run_config(
         }
         if ocfg.requests:
             frames["requests"] = requests
+        files = {}
+        if trace is not None:
+            from hasim.sim.perfetto import write_chrome_trace
+
+            names = {p.id: f"{p.function}/pod{p.id}" for p in sim.pods.values()}
+            files["trace.json"] = lambda path: write_chrome_trace(
+                trace, path, names, max_kernels=TRACE_MAX_KERNELS
+            )
         figures = {}
         if ocfg.plot:
             figures["plot.png"] = run_figure(requests, usage, f"{cfg.name} / {name}")
@@ -192,6 +219,7 @@ def run_config(
                 summary,
                 OmegaConf.to_yaml(cfg, resolve=True),
                 figures,
+                files,
             )
         finally:
             for fig in figures.values():
@@ -224,8 +252,10 @@ def format_summary(result: Result) -> str:
     failed = result.actions[~result.actions["ok"]] if len(result.actions) else result.actions
     if len(failed):
         notes = ", ".join(f"{n} x {k}" for k, n in failed["note"].value_counts().items())
-        lines.append(f"  WARNING: {len(failed)} autoscaler actions failed ({notes}); "
-                     "see actions.parquet (e.g. add GPUs with cluster.nodes=N)")
+        lines.append(
+            f"  WARNING: {len(failed)} autoscaler actions failed ({notes}); "
+            "see actions.parquet (e.g. add GPUs with cluster.nodes=N)"
+        )
     if result.path is not None:
         lines.append(f"  results: {result.path}")
     return "\n".join(lines)
