@@ -2,7 +2,9 @@
 
 hasim run [OVERRIDES...]       simulate (Hydra app; -m for sweeps; --help for configs)
 hasim data fetch|verify|list   fill and check the trace and data directories
-hasim perf train|evaluate      the latency predictor
+hasim perf train|evaluate|train-operators|evaluate-operators   the latency predictors
+hasim validate has-gpu         real vs simulated HAS-GPU/FaST-GShare/KServe runs
+hasim report DIR               collect runs, draw figures
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ commands:
                           cost/SLO frontier, latency CDFs, allocation timeline, actions
   perf train|evaluate     train the RaPP latency predictor / evaluate it with the paper's
                           protocols (random, unseen-config, unseen-model); `hasim perf --help`
+  perf train-operators|evaluate-operators
+                          the per-operator (kernel) model used by sim.fidelity=kernel
 
 examples:
   hasim run                                        # the offline default

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,4 +17,16 @@ def load_measurements(path: str | Path) -> pd.DataFrame:
     return _load(path)
 
 
-__all__ = ["load_measurements"]
+_OPERATOR_EXPORTS = ("KernelModel", "default_kernel_model", "load_operator_model")
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports of :mod:`hasim.perf.operators` (per-kernel durations)."""
+    if name in _OPERATOR_EXPORTS:
+        from hasim.perf import operators
+
+        return getattr(operators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["KernelModel", "default_kernel_model", "load_measurements", "load_operator_model"]

@@ -5,6 +5,8 @@
                         [--plot FILE] [--static default|none|FILE] [--models a,b,...]
                         [--trees N]
     hasim perf train [--out PATH] [--data DIR] [--no-bert] [--static ...] [--trees N]
+    hasim perf train-operators [--data DIR] [--out FILE] [--seed N]
+    hasim perf evaluate-operators [--data DIR] [--folds K] [--seed N]
 
 ``evaluate`` prints the errors (MAPE, median and p90 absolute percentage error, by quota,
 SM, batch and model) and, as its last line, ``MAPE <x>%`` (for ``unseen-model``: over the
@@ -16,6 +18,12 @@ artifact (default: the packaged ``hasim/perf/data/rapp_v100.json``).
 (file or folder) that :func:`hasim.perf.measurements.load_measurements` reads. Default:
 ``<data dir>/measurements/rapp-has-gpu-v100/graph_features_all_models`` (``hasim data
 fetch`` puts it there).
+
+``train-operators`` / ``evaluate-operators``: the per-operator (kernel) model of
+:mod:`hasim.perf.operators`; ``--data`` is a data dir, the ``rapp-has-gpu-v100`` folder or a
+runtime-features folder (default ``<data dir>/measurements/rapp-has-gpu-v100``). Evaluation
+is grouped k-fold over models; its last line is ``MAPE <x>%`` (per-inference: the summed
+predicted operator times vs the measured end-to-end latency).
 """
 
 from __future__ import annotations
@@ -236,6 +244,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_operators(args: argparse.Namespace) -> int:
+    from hasim.perf.operators import OperatorParams, load_operator_model, train_operator_model
+
+    t0 = time.perf_counter()
+    metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8")) if args.metrics else None
+    path = train_operator_model(
+        args.data, args.out, args.seed, params=OperatorParams(seed=args.seed), metrics=metrics
+    )
+    km = load_operator_model(path)
+    print(f"trained on {len(km.models)} models in {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+def cmd_evaluate_operators(args: argparse.Namespace) -> int:
+    from hasim.perf.operators import OperatorParams, evaluate_operator_model, load_operator_data
+
+    t0 = time.perf_counter()
+    data = load_operator_data(args.data)
+    res = evaluate_operator_model(
+        data, folds=args.folds, seed=args.seed, params=OperatorParams(seed=args.seed), log=print
+    )
+    for line in res.lines():
+        print(line)
+    if args.json:
+        out = {
+            "protocol": f"grouped {args.folds}-fold over models, seed {args.seed}",
+            "per_op_mape": round(res.per_op_mape, 4),
+            "per_op_wape": round(res.per_op_wape, 4),
+            "per_inference_mape": round(res.per_inference_mape, 4),
+            "by_sm": {s: {k: round(v, 4) for k, v in d.items()} for s, d in res.by_sm.items()},
+            "baselines": {k: round(v, 4) for k, v in res.baselines.items()},
+            "n_op_rows": res.n_op_rows,
+            "n_inferences": res.n_inferences,
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        print(f"summary: {args.json}")
+    print(f"wall time: {time.perf_counter() - t0:.1f} s")
+    print(f"MAPE {100 * res.per_inference_mape:.2f}%")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hasim perf", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -265,6 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-bert", action="store_true", help="leave HAS-GPU's BERT table out")
     tr.add_argument("--metrics", help="JSON of held-out figures to store in the artifact (a dict)")
     common(tr)
+    to = sub.add_parser("train-operators", help="fit the per-operator (kernel) model")
+    to.add_argument("--data", help="data dir, rapp-has-gpu-v100 folder or runtime-features folder")
+    to.add_argument("--out", help="artifact (default: hasim/perf/data/operators_v100.json.gz)")
+    to.add_argument("--seed", type=int, default=0, help="LightGBM seed (0)")
+    to.add_argument("--metrics", help="JSON of held-out figures to store in the artifact")
+    eo = sub.add_parser("evaluate-operators", help="grouped k-fold of the per-operator model")
+    eo.add_argument("--data", help="data dir, rapp-has-gpu-v100 folder or runtime-features folder")
+    eo.add_argument("--folds", type=int, default=5, help="grouped folds over models (5)")
+    eo.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (0)")
+    eo.add_argument("--json", help="write the headline figures as JSON")
     return ap
 
 
@@ -274,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "evaluate":
             return cmd_evaluate(args)
+        if args.cmd == "train-operators":
+            return cmd_train_operators(args)
+        if args.cmd == "evaluate-operators":
+            return cmd_evaluate_operators(args)
         return cmd_train(args)
     except HasimError as e:
         print(f"hasim perf: {e}", file=sys.stderr)
