@@ -4,8 +4,12 @@ simulated figures next to the real runs' (../shared/validation/has-gpu-v100).
     hasim data fetch --mirror ../shared --only validation
     python benchmarks/rps_policies.py [--out table.csv]
 
-Real figures are the mean over the repeats of each (system, model) in result/; the
-real runs' latency statistics include failed requests, as the validation README does.
+HAS-GPU, FaST-GShare and KServe are replayed once per real run, with that run's deployed
+configuration and lead-in (``hasim.analysis.validate.compare``, as ``hasim validate
+has-gpu`` does); their rows are means over the runs of each (system, model), real and
+simulated alike. The real runs' latency statistics include failed requests, as the
+validation README does; their GPU share is averaged over the client's window. Plain time
+sharing has no real run: one replay per model.
 """
 
 from __future__ import annotations
@@ -15,46 +19,50 @@ from pathlib import Path
 
 import pandas as pd
 
-from hasim.analysis.real_runs import find_runs, real_run_metrics
-from hasim.analysis.validate import simulate as replay
+from hasim.analysis.validate import METRICS, by_system, compare, simulate
 from hasim.data.locate import data_path
 
-POLICIES = {"has": "has", "fastgshare": "fastgshare", "kserve": "kserve", "timeshare": "timeshare"}
-MODELS = {"resnet": "resnet50", "mobilenet": "mobilenet_v3_large",
-          "convnext": "convnext_large", "bert": "bert"}
-
-
-def simulate(policy: str, short: str, seed: int) -> dict[str, object]:
-    m = replay(policy, MODELS[short], None, seed)
-    return {
-        "system": policy, "model": MODELS[short], "source": "sim",
-        **{k: m[k] for k in ("latency_mean_s", "latency_p95_s", "latency_p99_s")},
-        "slo_violation_rate@0.2s": m["slo_violation_rate_0.2s"],
-        "slo_violation_rate@0.5s": m["slo_violation_rate_0.5s"],
-        **{k: m[k] for k in ("gpu_share_mean", "cost_gpu_seconds", "pods", "cold_starts")},
-    }
+MODELS = ("resnet50", "mobilenet_v3_large", "convnext_large", "bert")
+EXTRA = ("cost_gpu_seconds", "pods", "cold_starts")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="also write the table as CSV")
     args = ap.parse_args()
-    rows = [simulate(p, m, args.seed) for p in POLICIES for m in MODELS]
-    real = pd.DataFrame([real_run_metrics(r) for r in
-                         find_runs(data_path("validation/has-gpu-v100/result"))])
-    cols = ["latency_mean_s", "latency_p95_s", "latency_p99_s", "slo_violation_rate@0.2s",
-            "slo_violation_rate@0.5s", "gpu_share_mean"]
-    agg = real.groupby(["system", "model"])[cols].mean().reset_index()
-    repeats = real.groupby(["system", "model"]).size().astype(str).to_numpy()
-    agg["source"] = "real (mean of " + repeats + ")"
-    table = pd.concat([pd.DataFrame(rows), agg], ignore_index=True)
-    table = table.sort_values(["model", "system", "source"], ignore_index=True)
+    table = compare(data_path("validation/has-gpu-v100/result"), None, args.seed)
+    agg = by_system(table)
+    rows = []
+    for d in agg.to_dict("records"):
+        for source in ("sim", "real"):
+            label = "sim (mean of replays)" if source == "sim" else f"real (mean of {d['runs']})"
+            rows.append(
+                {
+                    "system": d["system"],
+                    "model": d["model"],
+                    "source": label,
+                    **{m: d[f"{source}_{m}"] for m in METRICS},
+                }
+            )
+    for model in MODELS:
+        s = simulate("timeshare", model, None, args.seed)
+        rows.append(
+            {
+                "system": "timeshare",
+                "model": model,
+                "source": "sim",
+                **{m: s[m] for m in METRICS},
+                **{k: s[k] for k in EXTRA},
+            }
+        )
+    out = pd.DataFrame(rows).sort_values(["model", "system", "source"], ignore_index=True)
     pd.set_option("display.width", 200)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(out.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     if args.out:
-        table.to_csv(args.out, index=False)
+        out.to_csv(args.out, index=False)
 
 
 if __name__ == "__main__":

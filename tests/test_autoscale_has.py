@@ -23,6 +23,7 @@ from hasim.cluster.gpu import Gpu, gpu_type
 from hasim.cluster.pod import Pod, PodState
 from hasim.config.schema import ClusterConfig
 from hasim.config.typed import to_typed
+from hasim.errors import InputError
 from hasim.workload.base import FunctionSpec, Workload
 from tests.simkit import StubLatency, simulate
 
@@ -553,3 +554,58 @@ def test_competing_functions_never_overcommit_a_gpu():
     assert not f.failed
     for name in ("a", "b", "c"):
         assert len(f.live(name)) >= 1
+
+
+# ---- deployment knobs (the validation runs' controller) ----------------------------------
+def test_max_pods_stops_horizontal_scaling_after_vertical():
+    f = FakeCluster(n_gpus=3)
+    auto = has(max_pods=1)
+    f.set_rate("f", 0.0, 5.0)
+    f.step(auto, 0.0)
+    f.set_rate("f", 1.0, 80.0)
+    for t in np.arange(2.0, 30.0, 2.0):
+        f.step(auto, float(t))
+    pods = f.live("f")
+    assert len(pods) == 1 and pods[0].quota == pytest.approx(1.0)  # vertical only
+    assert not [a for _, a in f.log[1:] if isinstance(a, CreatePod)]
+    with pytest.raises(InputError):
+        has(max_pods=0)
+
+
+def test_zero_capacity_model_goes_to_full_row_quota_and_stays():
+    f = FakeCluster(n_gpus=2, functions=(("m", "mobilenet_v3_large"),))
+    auto = has(zero_capacity_models=["mobilenet"], max_pods=1)
+    f.set_rate("m", 0.0, 0.0)
+    f.add_pod("m", 30.0, 0.3, 0, 0)
+    assert auto.capacity(f, "mobilenet_v3_large", 4, 30.0, 0.3) == 0.0
+    assert auto.capacity(f, "resnet50", 4, 30.0, 0.3) > 0.0
+    f.step(auto, 0.0)  # no load: prediction 5 req/s > 0.9 x 0 -> up to the row's quota
+    assert f.live("m")[0].quota == pytest.approx(1.0)
+    for t in np.arange(2.0, 40.0, 2.0):
+        f.step(auto, float(t))  # never below 0.3 x 0: no scale-down
+    assert f.live("m")[0].quota == pytest.approx(1.0)
+
+
+class _Backlog(FakeCluster):
+    """A FakeCluster whose queued + in-service count is set by the test."""
+
+    n = 0
+
+    def queue_length(self, f):
+        return self.n
+
+
+def test_rate_source_completions_subtracts_the_backlog_growth():
+    f = _Backlog(n_gpus=1)
+    f.set_rate("f", 0.0, 10.0)
+    arr = has(rate_source="arrivals")
+    done = has(rate_source="completions")
+    for t, n in ((0.0, 0), (2.0, 0), (4.0, 10), (6.0, 20), (8.0, 30), (10.0, 40), (12.0, 20)):
+        f.now, f.n = t, n
+        m_arr = arr.measured_rate(f, "f", t)
+        m_done = done.measured_rate(f, "f", t)
+    # at 12 s: 100 arrivals in (2, 12]; the count grew 0 -> 20 since 2 s: 80 served
+    assert m_arr == pytest.approx(10.0)
+    assert m_done == pytest.approx(8.0)
+    with pytest.raises(InputError):
+        has(rate_source="queue")

@@ -14,6 +14,16 @@ three layouts:
 
 KServe runs hold whole GPUs and have no usage file: their share is NaN and
 ``gpus_max`` is the replica limit in the run name (``-2-gpu``).
+
+The usage recorder runs from the controller's start, 14-25 s before the client's first
+request, so the file's mean includes an idle lead-in at the deployed configuration.
+``gpu_share_mean`` is therefore taken over the client's window (the samples from the
+first to the last request's send time, both clocks read as UTC), the window a replay
+of the workload simulates; ``gpu_share_mean_file`` keeps the whole file's mean (the
+validation README's figure). Runs whose usage file does not overlap their requests
+(two FaST-GShare BERT runs share one usage file from another run) fall back to the
+whole file. ``deployed_config`` reads the pod configuration a run started with (its
+first usage sample, before any request): configuration, not a result.
 """
 
 from __future__ import annotations
@@ -27,8 +37,12 @@ import pandas as pd
 from hasim.errors import InputError
 
 SYSTEM_DIRS = {"HAS": "has", "fast-gshare": "fastgshare", "kserve": "kserve"}
-MODEL_OF = {"resnet": "resnet50", "mobilenet": "mobilenet_v3_large",
-            "convnext": "convnext_large", "bert": "bert"}
+MODEL_OF = {
+    "resnet": "resnet50",
+    "mobilenet": "mobilenet_v3_large",
+    "convnext": "convnext_large",
+    "bert": "bert",
+}
 
 
 def model_of_run(name: str) -> str:
@@ -36,8 +50,10 @@ def model_of_run(name: str) -> str:
     for key, model in MODEL_OF.items():
         if key in name:
             return model
-    raise InputError(f"cannot tell the model of run {name!r}",
-                     expected="a run name containing resnet, mobilenet, convnext or bert")
+    raise InputError(
+        f"cannot tell the model of run {name!r}",
+        expected="a run name containing resnet, mobilenet, convnext or bert",
+    )
 
 
 def find_runs(result_dir: Path) -> list[Path]:
@@ -45,10 +61,24 @@ def find_runs(result_dir: Path) -> list[Path]:
     return sorted(p for p in Path(result_dir).glob("*/*") if p.is_dir())
 
 
-def _request_file(run: Path) -> Path | None:
+PREFIX = {"has": "has", "fastgshare": "fastgshare", "kserve": "kserve"}  # request file names
+
+
+def request_files(run: Path) -> list[Path]:
+    """A run directory's request files, each one repeat: the files named after the run's
+    system (``kserve/1-resnet`` holds two, ``kserve-15.csv`` and ``kserve-15-2.csv``);
+    files named after another system are left out (``fast-gshare/2-resnet`` also holds
+    ``has-120-50-50-15.csv``, whose system the upstream repository does not document);
+    without any file named after the system, every request file."""
+    run = Path(run)
     files = sorted(f for f in run.glob("*.csv") if "usage" not in f.name)
-    own = [f for f in files if f.name.startswith(("has", "fastgshare", "kserve"))]
-    return (own or files or [None])[0]
+    system = SYSTEM_DIRS.get(run.parent.name, run.parent.name)
+    own = [f for f in files if f.name.startswith(PREFIX.get(system, system))]
+    return own or files
+
+
+def _request_file(run: Path) -> Path | None:
+    return (request_files(run) or [None])[0]
 
 
 def usage_share(path: Path) -> pd.Series:
@@ -64,20 +94,86 @@ def usage_share(path: Path) -> pd.Series:
     elif {"sm_partition", "quota", "pod_counts"} <= cols:
         share = u["sm_partition"] / 100 * u["quota"] / 100 / u["pod_counts"].clip(lower=1)
     else:
-        raise InputError("unknown usage file layout", path=path,
-                         expected="per-pod or per-GPU usage columns")
+        raise InputError(
+            "unknown usage file layout", path=path, expected="per-pod or per-GPU usage columns"
+        )
     return share.groupby(u["timestamp"]).sum()
 
 
-def real_run_metrics(run: Path, slos: tuple[float, ...] = (0.2, 0.5)) -> dict[str, object]:
+def utc_times(values: pd.Series) -> pd.Series:
+    """ISO 8601 time stamps as naive UTC times (a "Z" or offset is honoured, a naive
+    stamp is read as UTC); anything else becomes NaT."""
+    t = pd.to_datetime(values.astype(str), utc=True, errors="coerce", format="ISO8601")
+    return t.dt.tz_localize(None)
+
+
+def _usage_frame(path: Path) -> pd.DataFrame:
+    """A usage file with per-sample, per-row SM % and quota % of one pod, the pod count
+    of the row and the sample time (UTC, naive)."""
+    u = pd.read_csv(path)
+    if u.empty:
+        return u
+    cols = set(u.columns)
+    if {"pod_name", "sm_partition", "quota"} <= cols:
+        u["sm"], u["q"], u["n"] = u["sm_partition"], u["quota"], 1
+    elif {"sm_usage", "quota_usage", "pod_count"} <= cols:
+        n = u["pod_count"].clip(lower=1)
+        u["sm"], u["q"], u["n"] = u["sm_usage"] / n, u["quota_usage"] / n, n
+    elif {"sm_partition", "quota", "pod_counts"} <= cols:
+        n = u["pod_counts"].clip(lower=1)
+        u["sm"], u["q"], u["n"] = u["sm_partition"] / n, u["quota"] / n, n
+    else:
+        raise InputError(
+            "unknown usage file layout", path=path, expected="per-pod or per-GPU usage columns"
+        )
+    u["t"] = utc_times(u["timestamp"])
+    return u
+
+
+def deployed_config(run: Path) -> dict[str, float] | None:
+    """The pod configuration a run was deployed with: SM partition (%) and quota
+    (fraction) of its first usage sample, and the pod count then; None without usage or
+    when the usage file does not overlap the run's requests (then it is another run's)."""
+    usage = sorted(Path(run).glob("*usage*.csv"))
+    if not usage:
+        return None
+    u = _usage_frame(usage[0])
+    win = client_window(run)
+    if u.empty or win is None or not ((u["t"] >= win[0]) & (u["t"] <= win[1])).any():
+        return None
+    first = u[u["t"] == u["t"].min()]  # NaT rows never match
+    return {
+        "sm": float(first["sm"].iloc[0]),
+        "quota": float(first["q"].iloc[0]) / 100.0,
+        "pods": float(first["n"].sum()),
+    }
+
+
+def client_window(
+    run: Path, request_file: Path | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Send times (UTC, naive) of a run's first and last request; None if unreadable."""
+    f = request_file or _request_file(Path(run))
+    if f is None:
+        return None
+    t = utc_times(pd.read_csv(f, usecols=["timestamp"])["timestamp"]).dropna()
+    return (t.min(), t.max()) if len(t) else None
+
+
+def real_run_metrics(
+    run: Path, slos: tuple[float, ...] = (0.2, 0.5), request_file: Path | None = None
+) -> dict[str, object]:
     """Latency (all requests, failed ones included, as the validation README computes
     them), success rate, SLO violation rates (failed requests count as violations) and
-    mean GPU share of one real run."""
+    mean GPU share of one real run. ``request_file``: which of the directory's repeats
+    (``request_files``; default the first); the run is named ``<dir>/<file stem>`` when
+    the directory holds several."""
     run = Path(run)
-    req_file = _request_file(run)
+    req_file = Path(request_file) if request_file is not None else _request_file(run)
     if req_file is None:
-        raise InputError("no request file in run directory", path=run,
-                         expected="a *-120-50-50-15*.csv file")
+        raise InputError(
+            "no request file in run directory", path=run, expected="a *-120-50-50-15*.csv file"
+        )
     d = pd.read_csv(req_file)
     missing = {"duration", "success"} - set(d.columns)
     if missing:
@@ -86,7 +182,7 @@ def real_run_metrics(run: Path, slos: tuple[float, ...] = (0.2, 0.5)) -> dict[st
     ok = d["success"].astype(str).str.lower().eq("true").to_numpy()
     out: dict[str, object] = {
         "system": SYSTEM_DIRS.get(run.parent.name, run.parent.name),
-        "run": run.name,
+        "run": run.name if len(request_files(run)) <= 1 else f"{run.name}/{req_file.stem}",
         "model": model_of_run(run.name),
         "requests": int(len(d)),
         "success_rate": float(ok.mean()) if len(d) else float("nan"),
@@ -98,7 +194,18 @@ def real_run_metrics(run: Path, slos: tuple[float, ...] = (0.2, 0.5)) -> dict[st
         out[f"slo_violation_rate@{s:g}s"] = float(((lat > s) | ~ok).mean())
     usage = sorted(run.glob("*usage*.csv"))
     share = usage_share(usage[0]) if usage else pd.Series(dtype=float)
-    out["gpu_share_mean"] = float(share.mean()) if len(share) else float("nan")
+    out["gpu_share_mean_file"] = float(share.mean()) if len(share) else float("nan")
+    out["gpu_share_mean"] = out["gpu_share_mean_file"]
+    out["gpu_share_window"] = "file" if len(share) else "none"
+    out["lead_s"] = float("nan")  # s from the usage recorder's start to the first request
+    win = client_window(run, req_file) if len(share) else None
+    if win is not None:
+        t = utc_times(pd.Series(share.index))
+        sel = ((t >= win[0]) & (t <= win[1])).to_numpy()
+        if sel.any():
+            out["gpu_share_mean"] = float(share.to_numpy()[sel].mean())
+            out["gpu_share_window"] = "client"
+            out["lead_s"] = float((win[0] - t.min()).total_seconds())
     m = re.search(r"(\d+)-gpu", run.name)
     out["gpus_max"] = int(m.group(1)) if m else None  # KServe: max replicas (whole GPUs)
     return out

@@ -114,6 +114,16 @@ class HASConfig:
     prewarm_first_pod: at t = 0 every function with requests in the workload gets its
     first pod already running (deployed before the run, as in the validation runs)
     instead of a cold start at its first request.
+
+    Deployment knobs (defaults keep the published algorithm): rate_source: what the
+    measured rate m counts, ``arrivals`` (requests sent) or ``completions`` (requests
+    answered, as the real controller's Prometheus query on the gateway's invocation
+    counter does: under overload it sees the served rate, not the offered one);
+    max_pods: most pods per function (null = no limit; steps (b)-(d) stop there);
+    zero_capacity_models: model families (substrings of the lower-case model name)
+    whose capacity T the controller takes as 0 req/s (the public code's profile lookup
+    returns throughput 0 for a model name its profile table lacks): such a function's
+    quota goes to its row's free quota at the first decision and never scales down.
     """
 
     kind: str = "has"
@@ -154,6 +164,9 @@ class HASConfig:
     new_gpu_max_pods: int | None = None  # [inferred] pods per function and decision
     fallback_max_pods: int = 1  # [inferred] pods per function and decision
     prewarm_first_pod: bool = False  # [inferred]
+    rate_source: str = "arrivals"  # arrivals | completions (the gateway counter)
+    max_pods: int | None = None  # pods per function; null = no limit
+    zero_capacity_models: list[str] = field(default_factory=list)  # T = 0 for these
 
 
 def pod_capacity_rps(latency_ms: float, batch: int, overhead_ms: float = 70.0) -> float:
@@ -263,6 +276,7 @@ class HASAutoscaler:
         self._pending: dict[int, tuple[float, float]] = {}  # pod -> (quota, applied by)
         self._next_tick = -math.inf
         self._seen: set[str] = set()  # functions that have had a request
+        self._in_system: dict[str, list[tuple[float, int]]] = {}  # (s, queued + in service)
         self._cap_cache: dict[tuple[str, int, float, float], float] = {}
         self._eff_cache: dict[tuple[str, int], tuple[float, float, float]] = {}
         self._mem_cache: dict[str, float] = {}
@@ -289,10 +303,39 @@ class HASAutoscaler:
         t = self._cap_cache.get(key)
         if t is None:
             assert self._view is not None
-            lat_ms = 1000.0 * self._view.latency_s(model, batch, key[2], key[3])
-            t = pod_capacity_rps(lat_ms, batch, self.cfg.overhead_ms)
+            if self._zero_capacity(model):
+                t = 0.0
+            else:
+                lat_ms = 1000.0 * self._view.latency_s(model, batch, key[2], key[3])
+                t = pod_capacity_rps(lat_ms, batch, self.cfg.overhead_ms)
             self._cap_cache[key] = t
         return t
+
+    def _zero_capacity(self, model: str) -> bool:
+        name = model.lower()
+        return any(k.lower() in name for k in self.cfg.zero_capacity_models)
+
+    def measured_rate(self, view: ClusterView, name: str, now: float) -> float:
+        """The measured rate m (req/s) of function ``name`` over the last rate_window_s:
+        arrivals, or (rate_source ``completions``) requests that left the system:
+        arrivals minus the growth of the queued + in-service count over the window
+        (the count is recorded at every decision; 0 before the first)."""
+        window = float(self.cfg.rate_window_s)
+        arrived = view.arrivals(name, now - window, now)
+        if self.cfg.rate_source == "arrivals":
+            return arrived / window
+        hist = self._in_system.setdefault(name, [])
+        n_now = view.queue_length(name) + view.in_flight(name)
+        n_then = 0
+        for t, n in hist:  # the last record at or before now - window
+            if t <= now - window + 1e-6:
+                n_then = n
+            else:
+                break
+        hist.append((now, n_now))
+        while len(hist) > 1 and hist[1][0] <= now - window + 1e-6:
+            hist.pop(0)
+        return max(0.0, arrived - (n_now - n_then)) / window
 
     def batch_for(self, model: str) -> int:
         """Max batch of a new pod of ``model`` (requests)."""
@@ -356,11 +399,10 @@ class HASAutoscaler:
             self._next_tick = now + float(self.cfg.period_s)
         layout, by_fn = self._snapshot(now, view, tick)
         actions: list[Action] = []
-        window = float(self.cfg.rate_window_s)
         for spec in view.functions():
             name = spec.name
             if tick:
-                m = view.arrivals(name, now - window, now) / window
+                m = self.measured_rate(view, name, now)
                 pred = self._predictor(name).update(m)
                 self.measured[name] = m
                 self.predictions[name] = pred
@@ -500,8 +542,14 @@ class HASAutoscaler:
             if best > pod.quota + EPS:
                 self._set_quota(now, pod, best, gpus, actions)
                 demand -= gain
-        if demand <= EPS:
+        room = math.inf if c.max_pods is None else c.max_pods - len(pods)
+        if demand <= EPS or room <= 0:
             return
+        n0 = len(actions)
+
+        def full() -> bool:  # max_pods reached by the pods created in this decision
+            return sum(isinstance(a, CreatePod) for a in actions[n0:]) >= room
+
         batch = self.batch_for(model)
         mem = self._mem(model)
         # (b) horizontal on used GPUs with HGO < threshold, least HGO first
@@ -516,6 +564,8 @@ class HASAutoscaler:
             for ri in _row_order(g, sm_pref):
                 if demand <= EPS or g.hgo >= c.hgo_threshold or g.mem_free + EPS < mem:
                     break
+                if full():
+                    return
                 row = g.rows[ri]
                 if row.sm > 0:
                     sm, free = row.sm, _floor6(row.free)
@@ -534,6 +584,8 @@ class HASAutoscaler:
         for g in sorted(gpus.values(), key=lambda g: g.id):
             if demand <= EPS or (c.new_gpu_max_pods is not None and made >= c.new_gpu_max_pods):
                 return
+            if full():
+                return
             if g.used or not g.usable or g.mem_free + EPS < mem:
                 continue
             sm, q, _ = self._efficient(model, batch)
@@ -546,7 +598,7 @@ class HASAutoscaler:
         # (d) no unused GPU: least-HGO GPU regardless, small quota, empty row SM 50
         made = 0
         for g in sorted(gpus.values(), key=lambda g: (g.hgo, g.id)):
-            if made >= c.fallback_max_pods or demand <= EPS:
+            if made >= c.fallback_max_pods or demand <= EPS or full():
                 return
             if not g.usable or g.mem_free + EPS < mem:
                 continue
@@ -725,6 +777,10 @@ def _validate(cfg: HASConfig) -> None:
         raise bad("rate_window_s", "a window in s > 0")
     if cfg.predictor not in ("kalman", "last"):
         raise bad("predictor", "kalman or last")
+    if cfg.rate_source not in ("arrivals", "completions"):
+        raise bad("rate_source", "arrivals or completions")
+    if cfg.max_pods is not None and cfg.max_pods < 1:
+        raise bad("max_pods", "an integer >= 1 or null")
     if cfg.first_pod_config not in ("default", "optimal_sm", "efficient"):
         raise bad("first_pod_config", "default, optimal_sm or efficient")
     if not 0 < cfg.scale_down_threshold < cfg.scale_up_threshold:
