@@ -21,6 +21,7 @@ from hasim.perf.predictor import (
     PredictorParams,
     PriorProfile,
     extract_profiles,
+    family_code,
     model_file,
     normalize_table,
     profile_mask,
@@ -188,6 +189,54 @@ def test_static_features_are_pluggable(toy: pd.DataFrame) -> None:
     assert "st_log_macs" in p.feature_names and "st_host_per_op" in p.feature_names
     q = LatencyPredictor(PredictorParams(**FAST)).fit(toy, static=None)
     assert not any(n.startswith("st_") for n in q.feature_names)
+
+
+def test_family_feature_is_categorical(toy: pd.DataFrame) -> None:
+    static = pd.DataFrame(
+        {
+            "model": [f"toy{k}" for k in range(8)],
+            "macs": [1e9 * (k + 1) for k in range(8)],
+            "family": ["vgg", "vgg", "resnet", "resnet", "regnet_y", "regnet_y", "vit", ""],
+        }
+    )
+    assert family_code("ResNet ") == family_code("resnet") == 14.0
+    assert math.isnan(family_code("")) and math.isnan(family_code("a"))
+    p = LatencyPredictor(PredictorParams(**FAST, use_family=True)).fit(toy, static=static)
+    assert "st_family" in p.feature_names
+    X, _ = p.features("toy7", 1, 50, 100)
+    assert math.isnan(X["st_family"].iloc[0])  # no family: missing, not a category
+    q = LatencyPredictor(PredictorParams(**FAST, use_family=False)).fit(toy, static=static)
+    assert "st_family" not in q.feature_names
+
+
+def test_bagged_boosters_average(toy: pd.DataFrame, tmp_path: Path) -> None:
+    p = LatencyPredictor(PredictorParams(**FAST, n_boosters=3)).fit(toy, static=None)
+    assert len(p.booster.boosters) == 3
+    X, lbase = p.features(toy.model, toy.batch, toy.sm_pct, toy.quota_pct)
+    each = [b.predict(X) for b in p.booster.boosters]
+    got = p.predict(toy.model, toy.batch, toy.sm_pct, toy.quota_pct / 100)
+    assert np.allclose(np.log(got), np.mean(each, axis=0) + lbase)
+    assert not np.array_equal(each[0], each[1])  # different seeds
+    back = LatencyPredictor.load(p.save(tmp_path / "bag.json"))
+    assert np.array_equal(back.predict("toy1", 2, 40, 0.5), p.predict("toy1", 2, 40, 0.5))
+
+
+def test_reads_single_model_files(tmp_path: Path, fitted: LatencyPredictor) -> None:
+    """Artifacts written before bagging (format .../1, one ``lightgbm_model``) still load."""
+    import gzip
+    import hashlib
+
+    path = fitted.save(tmp_path / "v1.json")
+    text = fitted.booster.boosters[0].model_to_string(num_iteration=-1)
+    with gzip.GzipFile(model_file(path), "wb") as f:
+        f.write(
+            json.dumps({"format": "hasim-perf-predictor-lgbm/1", "lightgbm_model": text}).encode()
+        )
+    doc = json.loads(path.read_text())
+    doc["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    path.write_text(json.dumps(doc))
+    back = LatencyPredictor.load(path)
+    assert float(back.predict("toy0", 4, 30, 0.5)) == float(fitted.predict("toy0", 4, 30, 0.5))
 
 
 # --------------------------------------------------------------------------- artifact

@@ -33,6 +33,16 @@ The learned correction then covers what the 11 points cannot pin down: the batch
 of each architecture, the token-boundary stairs of the quota curve, the dependence of the
 quota phase on the batch (grouped convolutions change kernels above batch 2), ...
 
+What helps it carry over to models it was not trained on (grouped 5-fold over the 69
+RaPP models, ``hasim perf evaluate --protocol unseen-model``): the architecture family as
+a categorical feature (``family`` of the static table: resnext, regnet_y, ... share their
+quirks, e.g. a faster quota phase at batch 1-2), the activation / pooling / attention
+operator shares, and smaller trees (31 leaves) learned more slowly (rate 0.05). Larger
+leaves (>= 100 rows) gain a little on unseen models but lose more on seen ones; a bagged
+mean of boosters with different seeds (``n_boosters``) gains under 0.1 point. A batch
+model calibrated on the batch-4 point (``G_1(s/b) * r^(log4 b)``) and a k-nearest-models
+average of the residual surfaces were tried and did not help.
+
 Determinism: LightGBM runs with ``deterministic=True``, a fixed ``num_threads`` and fixed
 seeds, so the same table, parameters and seed give the same model (bit for bit on the same
 machine and LightGBM version).
@@ -62,7 +72,10 @@ import pandas as pd
 from hasim.errors import InputError, MissingDataError
 
 FORMAT = "hasim-perf-predictor/1"
-MODEL_FORMAT = "hasim-perf-predictor-lgbm/1"
+MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
+"""Model file: ``{"format", "lightgbm_models": [LightGBM model text, ...]}`` (their mean)."""
+MODEL_FORMAT_V1 = "hasim-perf-predictor-lgbm/1"
+"""Older model file with one ``lightgbm_model`` text (still read)."""
 DEFAULT_GPU = "V100-16GB"
 
 PROFILE_SM = (5.0, 10.0, 30.0, 60.0, 80.0, 100.0)
@@ -122,8 +135,70 @@ STATIC_COLUMNS = (
     "n_mul",
     "n_cat",
     "n_attention",
+    "family_code",
+    "n_relu",
+    "n_gelu",
+    "n_silu",
+    "n_hardswish",
+    "n_sigmoid",
+    "n_pool",
+    "n_bmm",
+    "n_softmax",
 )
-"""Architecture columns used when a static feature table provides them (any subset)."""
+"""Architecture columns used when a static feature table provides them (any subset).
+``family_code`` is derived from a ``family`` column (see :func:`family_code`)."""
+
+
+EXTRA_OPS = (
+    "n_relu",
+    "n_gelu",
+    "n_silu",
+    "n_hardswish",
+    "n_sigmoid",
+    "n_pool",
+    "n_bmm",
+    "n_softmax",
+)
+"""Operator counts used only with ``PredictorParams.static_ops``."""
+CATEGORICAL = ("st_family",)
+"""Features LightGBM treats as categories."""
+
+
+FAMILIES = (
+    "alexnet",
+    "bert",
+    "convnext",
+    "densenet",
+    "efficientnet",
+    "efficientnet_v2",
+    "googlenet",
+    "inception",
+    "maxvit",
+    "mnasnet",
+    "mobilenet_v2",
+    "mobilenet_v3",
+    "regnet_x",
+    "regnet_y",
+    "resnet",
+    "resnext",
+    "shufflenet",
+    "squeezenet",
+    "vgg",
+    "wide_resnet",
+    "swin",
+    "vit",
+)
+"""Architecture families with a code (the position here; append only, codes are stored in
+trained artifacts). The first 20 are those of ``hasim/perf/data/model_features.csv``."""
+
+
+def family_code(family: Any) -> float:
+    """The code of an architecture family name (``resnet``, ``regnet_y``, ...; see
+    :data:`FAMILIES`), NaN when missing or not listed (LightGBM treats it as missing)."""
+    if not isinstance(family, str):
+        return float("nan")
+    name = family.strip().lower()
+    return float(FAMILIES.index(name)) if name in FAMILIES else float("nan")
 
 
 # --------------------------------------------------------------------------- tables
@@ -353,6 +428,8 @@ def clean_static(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Index by model, keep the numeric :data:`STATIC_COLUMNS` present (None if none)."""
     if "model" in frame.columns:
         frame = frame.set_index("model")
+    if "family" in frame.columns:
+        frame = frame.assign(family_code=[family_code(f) for f in frame["family"]])
     cols = [c for c in STATIC_COLUMNS if c in frame.columns]
     if not cols:
         return None
@@ -447,7 +524,7 @@ def _static_matrix(models: list[str], static: pd.DataFrame | None) -> tuple[list
         if v is not None and n_conv is not None:
             feats[f"st_frac_{c[2:]}"] = v / np.maximum(n_conv, 1.0)
     ops = col("kernel_ops")
-    for c in ("n_bn", "n_norm", "n_add", "n_mul", "n_cat", "n_attention"):
+    for c in ("n_bn", "n_norm", "n_add", "n_mul", "n_cat", "n_attention", *EXTRA_OPS):
         v = col(c)
         if v is not None and ops is not None:
             feats[f"st_frac_{c[2:]}"] = v / np.maximum(ops, 1.0)
@@ -457,6 +534,9 @@ def _static_matrix(models: list[str], static: pd.DataFrame | None) -> tuple[list
     act = col("activation_bytes")
     if macs is not None and act is not None:
         feats["st_log_macs_per_act"] = np.log1p(macs) - np.log1p(act)
+    fam = col("family_code")
+    if fam is not None:
+        feats["st_family"] = fam  # categorical (see LatencyPredictor.fit)
     names = list(feats)
     return names, np.column_stack([feats[n] for n in names]) if names else np.zeros(
         (len(models), 0)
@@ -574,9 +654,9 @@ class PredictorParams:
     seed: int = 0
     num_threads: int = 2
     n_estimators: int = 600
-    learning_rate: float = 0.1
-    num_leaves: int = 63
-    min_data_in_leaf: int = 20
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 30
     feature_fraction: float = 0.8
     bagging_fraction: float = 0.8
     bagging_freq: int = 1
@@ -584,8 +664,15 @@ class PredictorParams:
     objective: str = "l1"
     use_static: bool = True
     exclude_features: tuple[str, ...] = ()
+    use_family: bool = True  # the static table's architecture family, categorical
+    extra_trees: bool = False
+    static_ops: bool = True  # activation, pooling, softmax, bmm shares of the aten ops
+    n_boosters: int = 1  # boosters with seeds seed, seed+1, ... averaged (bagging)
 
-    def lgb_params(self) -> dict[str, Any]:
+    def lgb_params(self, seed: int | None = None) -> dict[str, Any]:
+        """LightGBM parameters; ``seed`` (default ``self.seed``) seeds the row and feature
+        sampling (the data binning always uses ``self.seed``)."""
+        seed = self.seed if seed is None else seed
         return {
             "objective": self.objective,
             "learning_rate": self.learning_rate,
@@ -595,13 +682,15 @@ class PredictorParams:
             "bagging_fraction": self.bagging_fraction,
             "bagging_freq": self.bagging_freq,
             "lambda_l2": self.lambda_l2,
+            "extra_trees": self.extra_trees,
+            "extra_seed": seed,
             "num_threads": self.num_threads,
             "deterministic": True,
             "force_col_wise": True,
             "seed": self.seed,
-            "bagging_seed": self.seed,
-            "feature_fraction_seed": self.seed,
-            "data_random_seed": self.seed,
+            "bagging_seed": seed,
+            "feature_fraction_seed": seed,
+            "data_random_seed": self.seed,  # binning: shared by the bagged boosters
             "verbose": -1,
         }
 
@@ -612,6 +701,35 @@ class PredictorParams:
         if "exclude_features" in kw:
             kw["exclude_features"] = tuple(kw["exclude_features"])
         return cls(**kw)
+
+
+LEGACY_PARAMS = {"use_family": False, "static_ops": False, "extra_trees": False, "n_boosters": 1}
+"""Values of parameters that artifacts written before they existed were trained with."""
+
+
+class BoosterSet:
+    """LightGBM boosters trained with different seeds; predicts their mean (a bagged
+    ensemble: the seeds' bagging and feature sampling differ, averaging lowers the
+    variance of the correction for models it has not seen)."""
+
+    def __init__(self, boosters: Sequence[Any]) -> None:
+        if not boosters:
+            raise InputError("no boosters", expected="at least one LightGBM booster")
+        self.boosters = list(boosters)
+
+    def predict(self, X: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+        out = [b.predict(X, num_threads=num_threads) for b in self.boosters]
+        return np.mean(out, axis=0)
+
+    def model_texts(self) -> list[str]:
+        return [b.model_to_string(num_iteration=-1) for b in self.boosters]
+
+    def model_to_string(self, num_iteration: int = -1) -> str:
+        """The boosters' model texts, joined (for comparisons and hashing)."""
+        return "\n".join(b.model_to_string(num_iteration=num_iteration) for b in self.boosters)
+
+    def feature_name(self) -> list[str]:
+        return list(self.boosters[0].feature_name())
 
 
 def _check_lightgbm() -> Any:
@@ -641,14 +759,22 @@ class LatencyPredictor:
         keys = sorted(self.profiles)
         self._keys = {k: i for i, k in enumerate(keys)}
         static = self.static if self.params.use_static else None
+        if static is not None and not self.params.use_family:
+            static = static.drop(columns=["family_code"], errors="ignore")
+        if static is not None and not self.params.static_ops:
+            static = static.drop(columns=list(EXTRA_OPS), errors="ignore")
         self._prior = ModelPrior.build([self.profiles[k] for k in keys], static)
 
-    def add_profile(self, profile: PriorProfile, static: Mapping[str, float] | None = None) -> None:
+    def add_profile(self, profile: PriorProfile, static: Mapping[str, Any] | None = None) -> None:
         """Make a new model predictable from its 11-point profile (and, optionally, its
-        architecture features, the columns of :data:`STATIC_COLUMNS`)."""
+        architecture features, the columns of :data:`STATIC_COLUMNS` or ``family``, a
+        name such as ``"resnet"``)."""
         self.profiles[(profile.gpu, profile.model)] = profile
         if static:
-            row = pd.DataFrame([dict(static)], index=[profile.model], dtype=float)
+            vals = dict(static)
+            if "family" in vals:
+                vals["family_code"] = family_code(vals.pop("family"))
+            row = pd.DataFrame([vals], index=[profile.model], dtype=float)
             base = self.static if self.static is not None else pd.DataFrame(dtype=float)
             merged = pd.concat([base.drop(index=profile.model, errors="ignore"), row])
             self.static = clean_static(merged.reset_index(names="model"))
@@ -747,8 +873,13 @@ class LatencyPredictor:
         w = None
         if model_weight:
             w = tab.model.map(lambda m: float(model_weight.get(m, 1.0))).to_numpy()
-        ds = lgb.Dataset(X, y, weight=w, free_raw_data=True)
-        self.booster = lgb.train(self.params.lgb_params(), ds, self.params.n_estimators)
+        cat = [c for c in CATEGORICAL if c in X.columns]
+        ds = lgb.Dataset(X, y, weight=w, categorical_feature=cat or "auto", free_raw_data=True)
+        boosters = []
+        for k in range(max(1, self.params.n_boosters)):
+            params = self.params.lgb_params(self.params.seed + k)
+            boosters.append(lgb.train(params, ds, self.params.n_estimators))
+        self.booster = BoosterSet(boosters)
         self.meta = {
             "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "train_seconds": round(time.perf_counter() - t0, 2),
@@ -845,12 +976,15 @@ class LatencyPredictor:
         if p.suffix != ".json":
             p = p.with_suffix(".json")
         p.parent.mkdir(parents=True, exist_ok=True)
-        text = self.booster.model_to_string(num_iteration=-1)
+        booster = self.booster
+        if not isinstance(booster, BoosterSet):
+            booster = BoosterSet([booster])
+        texts = booster.model_texts()
         mfile = model_file(p)
         doc = self.to_json(metrics)
         doc["model_file"] = mfile.name
-        doc["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
-        payload = json.dumps({"format": MODEL_FORMAT, "lightgbm_model": text})
+        doc["model_sha256"] = _texts_sha256(texts)
+        payload = json.dumps({"format": MODEL_FORMAT, "lightgbm_models": texts})
         with gzip.GzipFile(mfile, "wb", mtime=0) as f:
             f.write(payload.encode())
         p.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
@@ -878,13 +1012,12 @@ class LatencyPredictor:
                 mdoc = json.load(f)
         except (OSError, json.JSONDecodeError, EOFError) as e:
             raise InputError(f"unreadable model file: {e}", path=mfile) from None
-        if mdoc.get("format") != MODEL_FORMAT:
+        if mdoc.get("format") not in (MODEL_FORMAT, MODEL_FORMAT_V1):
             raise InputError(f"format {mdoc.get('format')!r}", path=mfile, expected=MODEL_FORMAT)
-        text = mdoc["lightgbm_model"]
-        sha = hashlib.sha256(text.encode()).hexdigest()
-        if doc.get("model_sha256") not in (None, sha):
+        texts = mdoc["lightgbm_models"] if "lightgbm_models" in mdoc else [mdoc["lightgbm_model"]]
+        if doc.get("model_sha256") not in (None, _texts_sha256(texts)):
             raise InputError("model text does not match model_sha256", path=mfile)
-        params = PredictorParams.from_dict(doc.get("hyperparameters", {}))
+        params = PredictorParams.from_dict(LEGACY_PARAMS | doc.get("hyperparameters", {}))
         profiles = {
             (g, m): PriorProfile.from_json(m, g, d)
             for g, ms in doc["profiles"].items()
@@ -898,7 +1031,7 @@ class LatencyPredictor:
                 orient="index",
                 columns=st["columns"],
             ).astype(float)
-        booster = lgb.Booster(model_str=text)
+        booster = BoosterSet([lgb.Booster(model_str=t) for t in texts])
         pred = cls(
             params=params,
             profiles=profiles,
@@ -914,6 +1047,11 @@ class LatencyPredictor:
         pred.meta["artifact"] = str(p)
         pred.meta["artifact_sha256"] = artifact_hash(p)
         return pred
+
+
+def _texts_sha256(texts: Sequence[str]) -> str:
+    """sha256 of one model text, or of the texts joined by newlines (several boosters)."""
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
 
 
 def model_file(meta_path: Path) -> Path:
