@@ -20,10 +20,12 @@ from hasim.analysis.validate import (
     compare,
     main,
     run_overrides,
+    sim_overrides,
     simulate,
     targets,
     with_lead,
 )
+from hasim.errors import HasimError
 
 
 def stage_file(tmp_path):
@@ -276,3 +278,40 @@ def test_cli_json_needs_no_real_results(tmp_path):
     for k in ("latency_mean_s", "latency_p95_s", "slo_violation_rate_0.2s", "gpu_share_mean"):
         assert k in d
     assert d["requests"] == 60
+
+
+def test_sim_overrides_fidelity_launch_gating_and_sets():
+    assert sim_overrides() == []
+    assert sim_overrides("kernel", True, ["cluster.overhead_held_s=0.02"]) == [
+        "sim.fidelity=kernel",
+        "sim.launch_gated=true",
+        "cluster.overhead_held_s=0.02",
+    ]
+    with pytest.raises(HasimError, match="launch-gated"):
+        sim_overrides("batch", True)
+    with pytest.raises(HasimError, match="key=value"):
+        sim_overrides(sets=["cluster.overhead_held_s"])
+
+
+def test_compare_passes_the_replay_overrides(tmp_path, monkeypatch):
+    import hasim.analysis.validate as v
+
+    seen = []
+
+    def fake(system, model, workload, seed=0, overrides=None, lead_s=0.0):
+        seen.append(list(overrides or []))
+        return {m: 1.0 for m in v.METRICS} | {"lead_s": 0.0}
+
+    monkeypatch.setattr(v, "simulate", fake)
+    results, _ = fake_results(tmp_path)
+    table = compare(results, None, extra=["sim.fidelity=kernel", "sim.launch_gated=true"])
+    assert seen and all(o[-2:] == ["sim.fidelity=kernel", "sim.launch_gated=true"] for o in seen)
+    assert "fidelity=kernel" in table.iloc[0]["config"]
+
+
+def test_json_replay_in_kernel_mode(tmp_path, capsys):
+    w = stage_file(tmp_path)
+    argv = ["has-gpu", "--workload", str(w), "--system", "has", "--model", "resnet50", "--json"]
+    assert main([*argv, "--fidelity", "kernel", "--launch-gated"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["requests"] == 60 and d["latency_mean_s"] > 0

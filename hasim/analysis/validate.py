@@ -159,9 +159,11 @@ def compare(
     seed: int = 0,
     system: str | None = None,
     model: str | None = None,
+    extra: list[str] | None = None,
 ) -> pd.DataFrame:
     """Real vs simulated metrics for every run below ``results`` (optionally filtered);
-    each run replayed with its deployed configuration (``run_overrides``)."""
+    each run replayed with its deployed configuration (``run_overrides``), plus the
+    config overrides ``extra`` for every replay (e.g. ``sim_overrides``' fidelity)."""
     runs = find_runs(results)
     if not runs:
         raise InputError("no runs found", path=results, expected="<system>/<run>/ folders")
@@ -173,6 +175,7 @@ def compare(
         if (system and real["system"] != system) or (model and real["model"] != model):
             continue
         ov = run_overrides(str(real["system"]), run, real.get("gpus_max"))
+        ov = [*ov, *(extra or [])]
         lead = float(real.get("lead_s") or 0.0)
         lead = 0.0 if math.isnan(lead) else lead
         key = (real["system"], real["model"], tuple(ov), round(lead))
@@ -185,7 +188,7 @@ def compare(
             "system": real["system"],
             "run": real["run"],
             "model": real["model"],
-            "config": " ".join([o.split(".", 1)[1] for o in ov] + [f"lead {sim['lead_s']:g} s"]),
+            "config": " ".join([o.split(".", 1)[-1] for o in ov] + [f"lead {sim['lead_s']:g} s"]),
         }
         for m in METRICS:
             key = f"slo_violation_rate@{m.rsplit('_', 1)[-1]}" if m.startswith("slo") else m
@@ -196,6 +199,26 @@ def compare(
             row[f"err_{m}"] = (sv - rv) / rv if ok else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def sim_overrides(
+    fidelity: str | None = None, launch_gated: bool = False, sets: list[str] | None = None
+) -> list[str]:
+    """Config overrides for every replay: the data plane's fidelity (``batch``, the
+    default, or ``kernel``: each batch a kernel sequence under the GPU's token
+    scheduler), launch-gated kernels (kernel mode only) and any ``key=value``."""
+    out = []
+    if fidelity:
+        out.append(f"sim.fidelity={fidelity}")
+    if launch_gated:
+        if fidelity != "kernel":
+            raise InputError("--launch-gated needs --fidelity kernel")
+        out.append("sim.launch_gated=true")
+    for kv in sets or []:
+        if "=" not in kv:
+            raise InputError(f"override {kv!r} is not key=value")
+        out.append(kv)
+    return out
 
 
 def by_system(table: pd.DataFrame) -> pd.DataFrame:
@@ -293,20 +316,39 @@ def main(argv: list[str] | None = None) -> int:
         "before the client starts; the real runs: 14-25 s); GPU share is averaged over "
         "the client's window",
     )
+    ap.add_argument(
+        "--fidelity",
+        choices=["batch", "kernel"],
+        default=None,
+        help="data plane of the replays (default: the experiments', batch): kernel runs "
+        "each batch as kernels under the GPU's token scheduler",
+    )
+    ap.add_argument(
+        "--launch-gated",
+        action="store_true",
+        help="with --fidelity kernel: the token gates kernel launches, the GPU runs "
+        "launched kernels asynchronously (sim.launch_gated=true)",
+    )
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every replay, e.g. cluster.overhead_held_s=0.02 (repeatable)",
+    )
     ap.add_argument("--out", type=Path, help="write the comparison table (.csv or .parquet)")
     args = ap.parse_args(argv)
     try:
+        extra = sim_overrides(args.fidelity, args.launch_gated, args.sets)
         if args.json:
             if not (args.system and args.model):
                 ap.error("--json needs --system and --model")
-            print(
-                json.dumps(
-                    simulate(args.system, args.model, args.workload, args.seed, lead_s=args.lead_s)
-                )
-            )
+            one = simulate(args.system, args.model, args.workload, args.seed, extra, args.lead_s)
+            print(json.dumps(one))
             return 0
         results = args.results or data_path("validation/has-gpu-v100/result")
-        table = compare(results, args.workload, args.seed, args.system, args.model)
+        table = compare(results, args.workload, args.seed, args.system, args.model, extra)
     except HasimError as e:
         print(f"hasim validate: error: {e}", file=sys.stderr)
         return 2

@@ -377,8 +377,17 @@ def actuate(
 
 
 def pod_overhead(cluster_cfg: ClusterConfig) -> float:
-    """Seconds per batch a pod is held besides its GPU time: cluster.overhead when the
-    cluster says the overhead holds the pod (``overhead_holds_pod``), else 0."""
+    """Seconds per batch a pod is held besides its GPU time: ``overhead_held_s`` where
+    set (in [0, overhead]), else cluster.overhead when the cluster says the overhead
+    holds the pod (``overhead_holds_pod``), else 0."""
+    held = getattr(cluster_cfg, "overhead_held_s", None)
+    if held is not None:
+        if not 0.0 <= held <= cluster_cfg.overhead:
+            raise InputError(
+                f"cluster.overhead_held_s={held!r} is out of range",
+                expected=f"seconds in [0, cluster.overhead={cluster_cfg.overhead!r}]",
+            )
+        return float(held)
     holds = getattr(cluster_cfg, "overhead_holds_pod", True)
     return float(cluster_cfg.overhead) if holds else 0.0
 

@@ -56,6 +56,10 @@ class ClusterConfig:
     request's latency after its batch without occupying the pod, which is what the real
     runs show (p95 close to the mean at 15 req/s on one pod); true makes the pod's
     serving process hold it per batch, the assumption of HAS-GPU's capacity formula.
+    overhead_held_s: s of ``overhead`` the pod's serving process holds per batch (serial
+    work: the pod serves no other batch meanwhile); the rest (overhead - overhead_held_s)
+    stays a post-service delay per request. null (default): overhead_holds_pod decides
+    all (true) or nothing (false). Must lie in [0, overhead].
     quota_delay: s from a quota decision until the token scheduler applies it.
     price_per_gpu_hour: USD; null = the GPU type's default.
     model_memory_mb: per-model GPU memory footprint overrides (MB).
@@ -70,6 +74,7 @@ class ClusterConfig:
     timeout: float | None = 60.0
     overhead: float = 0.07
     overhead_holds_pod: bool = False
+    overhead_held_s: float | None = None
     quota_delay: float = 0.04
     price_per_gpu_hour: float | None = None
     model_memory_mb: dict[str, float] = field(default_factory=dict)

@@ -34,6 +34,7 @@ from hasim.autoscale.base import (
     PodInfo,
     UpdateQuota,
 )
+from hasim.autoscale.kpa import pod_overhead
 from hasim.cluster.gateway import FunctionQueue
 from hasim.cluster.gpu import Gpu, gpu_type
 from hasim.cluster.kernel_plane import (
@@ -140,6 +141,9 @@ class Simulation:
                 (lambda m, b: perf.mean_latency_s(m, b, 100.0, 1.0)) if sim.launch_gated else None,
             )
         self.queues: dict[str, FunctionQueue] = {}
+        # overhead split: the part the pod's serving process holds per batch, the rest a
+        # post-service delay per request (cluster.overhead_held_s / overhead_holds_pod)
+        held = pod_overhead(cluster)
         for f in workload.functions:
             rng = self.streams.get("service", f.name)
             common = {
@@ -147,8 +151,8 @@ class Simulation:
                 "arrivals": workload.arrivals[f.name],
                 "max_wait": cluster.max_wait,
                 "timeout": cluster.timeout,
-                "overhead": cluster.overhead if cluster.overhead_holds_pod else 0.0,
-                "delay": 0.0 if cluster.overhead_holds_pod else cluster.overhead,
+                "overhead": held,
+                "delay": cluster.overhead - held,
                 "noise": (lambda n, rng=rng: perf.noise(rng, n)),
             }
             if self.backend is not None:
