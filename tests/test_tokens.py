@@ -138,6 +138,27 @@ def test_quota_change_applies_at_next_grant():
     assert done.value == pytest.approx(30 * MS, abs=1e-9)
 
 
+def test_raised_quota_wakes_a_waiting_pod_at_once():
+    """A pod waiting (usage >= its old limit) gets a token as soon as a raised quota makes it
+    a candidate, not at the wake time computed under the old quota."""
+    env = simpy.Environment()
+    tr = KernelTrace()
+    s = TokenScheduler(env, 0, trace=tr)
+    s.add_client(1, 100.0, 0.25)
+    done = s.run(1, [1 * MS] * 30)
+
+    def change():
+        yield env.timeout(15 * MS)  # the first 10 ms token is spent; it waits until 40 ms
+        s.set_quota(1, 0.5)
+
+    env.process(change())
+    env.run()
+    grants = tr.token_spans()[:, 2]
+    # the second token starts at 15 ms (usage 10 ms < 20 ms), not at 40 ms
+    assert grants[1] == pytest.approx(15 * MS)
+    assert done.value < 40 * MS
+
+
 def test_adaptive_tokens():
     # FaST-GShare ICPP'23: W 10 s, token = 0.5 burst + 0.5 previous, 300 ms at first
     env = simpy.Environment()

@@ -176,12 +176,16 @@ class TokenScheduler:
         self.clients[pod_id] = _Client(pod_id, float(sm_pct), float(quota), request)
 
     def set_quota(self, pod_id: int, quota: float) -> None:
-        """Change a pod's quota (fraction); it applies at the pod's next token grant."""
+        """Change a pod's quota (fraction); it applies at the pod's next token grant. A pod
+        waiting for a token is reconsidered at once (a raised quota may make it a
+        candidate now rather than at the wake time computed under the old quota)."""
         self._check_quota(quota)
         c = self._client(pod_id)
         c.quota = float(quota)
         if c.request is not None:
             c.request = min(c.request, c.quota)
+        if c in self.waiting:
+            self._kick()
 
     def remove_client(self, pod_id: int) -> None:
         """Forget a pod; an error while it has a running inference."""
