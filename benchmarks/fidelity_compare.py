@@ -5,12 +5,13 @@
 
 Runs every ``conf/experiment/rps/*`` preset (HAS-GPU's validation workload, 2,690
 requests in 250 s) three times: ``sim.fidelity=batch`` (a batch's latency from the perf
-table at the pod's SM and quota), ``sim.fidelity=kernel`` (the quota-1 latency split into
-kernels and run by the GPU's token scheduler, synchronous kernels) and kernel mode with
-``sim.launch_gated=true``; prints mean and p95 latency (s), GPU share, wall time and the
-kernel/batch ratio of the mean. Where pods run alone at quota 1 (KServe) the modes agree;
-where they differ, the difference is how the quota (token) is turned into latency: the
-table's measured quota curve vs the scheduler's explicit tokens.
+table at the pod's SM and quota), ``sim.fidelity=kernel`` with ``sim.launch_gated=false``
+(the quota-1 latency split into kernels run synchronously under the GPU's token
+scheduler) and kernel mode with ``sim.launch_gated=true`` (the default: the token gates
+the launches); prints mean and p95 latency (s), GPU share, wall time and the kernel/batch
+ratio of the mean. Where pods run alone at quota 1 (KServe) the modes agree; where they
+differ, the difference is how the quota (token) is turned into latency: the table's
+measured quota curve vs the scheduler's explicit tokens.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import hasim
 
 MODES = {
     "batch": ["sim.fidelity=batch"],
-    "kernel": ["sim.fidelity=kernel"],
+    "kernel": ["sim.fidelity=kernel", "sim.launch_gated=false"],
     "kernel_gated": ["sim.fidelity=kernel", "sim.launch_gated=true"],
 }
 

@@ -73,6 +73,7 @@ def simulate(
     drain=20.0,
     schedulers=None,
     kernel_model="uniform",
+    launch_gated=False,
     **cluster,
 ):
     cc = ClusterConfig(**{"cold_start": no_cold_start(), "timeout": None, **cluster})
@@ -83,6 +84,7 @@ def simulate(
         fidelity=fidelity,
         kernel_model=kernel_model,
         kernels_per_inference=20,
+        launch_gated=launch_gated,
     )
     sim = Simulation(
         workload, latency or StubLatency(0.05), autoscaler, cc, scfg, seed, schedulers=schedulers
@@ -386,9 +388,9 @@ def test_rps_experiment_runs_in_kernel_mode():
 
 
 def test_launch_gated_mode_runs_and_flattens_a_small_partition():
-    """sim.launch_gated: at a small SM partition the GPU phase dominates and the token only
-    gates the (fast) launches, so a low quota costs less than in the synchronous mode; at
-    quota 1 both modes give the batch latency."""
+    """sim.launch_gated (default true): at a small SM partition the GPU phase dominates and
+    the token only gates the (fast) launches, so a low quota costs less than in the
+    synchronous mode; at quota 1 both modes give the batch latency."""
     base = [
         *QUIET,
         "output.write=false",
@@ -401,10 +403,11 @@ def test_launch_gated_mode_runs_and_flattens_a_small_partition():
         "cluster.nodes=1",
         "sim.fidelity=kernel",
     ]
-    sync = hasim.run([*base, "autoscaler.quota=0.2"]).summary
-    gated = hasim.run([*base, "autoscaler.quota=0.2", "sim.launch_gated=true"]).summary
+    sync = hasim.run([*base, "autoscaler.quota=0.2", "sim.launch_gated=false"]).summary
+    gated = hasim.run([*base, "autoscaler.quota=0.2"]).summary  # launch-gated: the default
     assert gated["completed"] == sync["completed"] > 0
     assert gated["latency_mean_s"] < sync["latency_mean_s"]
-    full_sync = hasim.run([*base, "autoscaler.quota=1.0"]).summary["latency_mean_s"]
-    full_gated = hasim.run([*base, "autoscaler.quota=1.0", "sim.launch_gated=true"])
+    full_sync = hasim.run([*base, "autoscaler.quota=1.0", "sim.launch_gated=false"])
+    full_sync = full_sync.summary["latency_mean_s"]
+    full_gated = hasim.run([*base, "autoscaler.quota=1.0"])
     assert full_gated.summary["latency_mean_s"] == pytest.approx(full_sync, rel=0.02)

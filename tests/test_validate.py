@@ -291,6 +291,14 @@ def test_sim_overrides_fidelity_launch_gating_and_sets():
         sim_overrides("batch", True)
     with pytest.raises(HasimError, match="key=value"):
         sim_overrides(sets=["cluster.overhead_held_s"])
+    assert sim_overrides("kernel", synchronous=True) == [
+        "sim.fidelity=kernel",
+        "sim.launch_gated=false",
+    ]
+    with pytest.raises(HasimError, match="synchronous"):
+        sim_overrides("batch", synchronous=True)
+    with pytest.raises(HasimError, match="exclude"):
+        sim_overrides("kernel", True, synchronous=True)
 
 
 def test_compare_passes_the_replay_overrides(tmp_path, monkeypatch):

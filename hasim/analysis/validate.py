@@ -202,18 +202,25 @@ def compare(
 
 
 def sim_overrides(
-    fidelity: str | None = None, launch_gated: bool = False, sets: list[str] | None = None
+    fidelity: str | None = None,
+    launch_gated: bool = False,
+    sets: list[str] | None = None,
+    synchronous: bool = False,
 ) -> list[str]:
     """Config overrides for every replay: the data plane's fidelity (``batch``, the
     default, or ``kernel``: each batch a kernel sequence under the GPU's token
-    scheduler), launch-gated kernels (kernel mode only) and any ``key=value``."""
+    scheduler), launch-gated kernels (kernel mode's default, made explicit) or
+    synchronous ones (kernel mode only) and any ``key=value``."""
     out = []
     if fidelity:
         out.append(f"sim.fidelity={fidelity}")
-    if launch_gated:
+    if launch_gated and synchronous:
+        raise InputError("--launch-gated and --synchronous exclude each other")
+    if launch_gated or synchronous:
         if fidelity != "kernel":
-            raise InputError("--launch-gated needs --fidelity kernel")
-        out.append("sim.launch_gated=true")
+            flag = "--launch-gated" if launch_gated else "--synchronous"
+            raise InputError(f"{flag} needs --fidelity kernel")
+        out.append(f"sim.launch_gated={'true' if launch_gated else 'false'}")
     for kv in sets or []:
         if "=" not in kv:
             raise InputError(f"override {kv!r} is not key=value")
@@ -327,7 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         "--launch-gated",
         action="store_true",
         help="with --fidelity kernel: the token gates kernel launches, the GPU runs "
-        "launched kernels asynchronously (sim.launch_gated=true)",
+        "launched kernels asynchronously (sim.launch_gated=true, kernel mode's default)",
+    )
+    ap.add_argument(
+        "--synchronous",
+        action="store_true",
+        help="with --fidelity kernel: kernels run synchronously under the token "
+        "(sim.launch_gated=false)",
     )
     ap.add_argument(
         "--set",
@@ -340,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write the comparison table (.csv or .parquet)")
     args = ap.parse_args(argv)
     try:
-        extra = sim_overrides(args.fidelity, args.launch_gated, args.sets)
+        extra = sim_overrides(args.fidelity, args.launch_gated, args.sets, args.synchronous)
         if args.json:
             if not (args.system and args.model):
                 ap.error("--json needs --system and --model")
