@@ -22,6 +22,7 @@ from hasim.analysis.validate import (
     run_overrides,
     sim_overrides,
     simulate,
+    spread,
     targets,
     with_lead,
 )
@@ -238,6 +239,13 @@ def test_by_system_and_targets():
     assert b.loc["has", "err_latency_mean_s"] == pytest.approx(0.0125)  # 2.025 vs 2
     t = targets(table)
     assert list(t["run"]) == ["1-r", "2-r"] and t["met"].all()
+    sp = spread(table).set_index("model")
+    # HAS real runs span [1, 3]; the simulated mean over the replays is 2.025: inside
+    assert sp.loc["resnet50", "real_min_latency_mean_s"] == 1.0
+    assert sp.loc["resnet50", "real_max_latency_mean_s"] == 3.0
+    assert sp.loc["resnet50", "in_latency_mean_s"]
+    table.loc[table["system"] == "has", "sim_gpu_share_mean"] = 3.4  # > 3 x 1.1
+    assert not spread(table).set_index("model").loc["resnet50", "in_gpu_share_mean"]
 
 
 @pytest.mark.parametrize("system", ["fastgshare", "kserve"])
