@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hasim.errors import InputError
+from hasim.errors import InputError, MissingDataError
 
 EXACT_TOL = 1e-9
 """Two axis coordinates closer than this (relative) count as the same grid point."""
@@ -99,3 +99,13 @@ def read_json(path: Path) -> Any:
         ) from None
     except (UnicodeDecodeError, OSError, EOFError) as e:
         raise InputError(f"unreadable file: {e}", path=path) from None
+
+
+def import_lightgbm() -> Any:
+    """The ``lightgbm`` module (a declared dependency); MissingDataError with the install
+    command when it is absent."""
+    try:
+        import lightgbm
+    except ImportError as e:  # pragma: no cover - a declared dependency
+        raise MissingDataError("lightgbm", "pip install lightgbm") from e
+    return lightgbm

@@ -64,6 +64,7 @@ import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
 from hasim.paths import FETCH_HINT
+from hasim.perf.common import import_lightgbm
 
 ARTIFACT = Path(__file__).resolve().parent / "data" / "operators_v100.json.gz"
 """The committed artifact (written by :func:`train_operator_model`)."""
@@ -111,14 +112,6 @@ SOURCES = [
         "copyright": "Copyright 2025 HAS-GPU Authors, KontonGu (Jianfeng Gu)",
     }
 ]
-
-
-def _check_lightgbm() -> Any:
-    try:
-        import lightgbm
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise MissingDataError("lightgbm", "pip install lightgbm") from e
-    return lightgbm
 
 
 @dataclass(frozen=True)
@@ -508,7 +501,7 @@ class Boosters:
 
 def fit_boosters(frames: TrainingFrames, params: OperatorParams) -> Boosters:
     """Train both LightGBM predictors (deterministic for ``params.seed``)."""
-    lgb = _check_lightgbm()
+    lgb = import_lightgbm()
     sc = frames.scale
     p = params.lgb_params()
     p_scale = {**p, "num_leaves": 7, "learning_rate": 0.05}
@@ -726,7 +719,7 @@ def train_operator_model(
     ``train_seconds``. Returns the path written.
     """
     params = params or OperatorParams(seed=seed)
-    lgb = _check_lightgbm()
+    lgb = import_lightgbm()
     data = load_operator_data(data_path)
     profiles = reference_profiles(data)
     frames = training_frames(data, profiles)
@@ -850,7 +843,7 @@ class KernelModel:
         self.batch_grid = [int(b) for b in self.doc.get("batch_grid", [REF_BATCH])]
         self._boosters: Boosters | None = None
         if self.doc.get("scale_model") and self.doc.get("share_model"):
-            lgb = _check_lightgbm()
+            lgb = import_lightgbm()
             self._boosters = Boosters(
                 lgb.Booster(model_str=self.doc["scale_model"]),
                 lgb.Booster(model_str=self.doc["share_model"]),

@@ -70,6 +70,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
+from hasim.perf.common import import_lightgbm
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
@@ -118,6 +119,18 @@ BERT_SOURCE = {
 
 TABLE_COLUMNS = ("gpu", "model", "batch", "sm_pct", "quota_pct", "latency_ms", "source")
 
+EXTRA_OPS = (
+    "n_relu",
+    "n_gelu",
+    "n_silu",
+    "n_hardswish",
+    "n_sigmoid",
+    "n_pool",
+    "n_bmm",
+    "n_softmax",
+)
+"""Operator counts used only with ``PredictorParams.static_ops``."""
+
 STATIC_COLUMNS = (
     "params",
     "macs",
@@ -136,30 +149,11 @@ STATIC_COLUMNS = (
     "n_cat",
     "n_attention",
     "family_code",
-    "n_relu",
-    "n_gelu",
-    "n_silu",
-    "n_hardswish",
-    "n_sigmoid",
-    "n_pool",
-    "n_bmm",
-    "n_softmax",
+    *EXTRA_OPS,
 )
 """Architecture columns used when a static feature table provides them (any subset).
 ``family_code`` is derived from a ``family`` column (see :func:`family_code`)."""
 
-
-EXTRA_OPS = (
-    "n_relu",
-    "n_gelu",
-    "n_silu",
-    "n_hardswish",
-    "n_sigmoid",
-    "n_pool",
-    "n_bmm",
-    "n_softmax",
-)
-"""Operator counts used only with ``PredictorParams.static_ops``."""
 CATEGORICAL = ("st_family",)
 """Features LightGBM treats as categories."""
 
@@ -732,14 +726,6 @@ class BoosterSet:
         return list(self.boosters[0].feature_name())
 
 
-def _check_lightgbm() -> Any:
-    try:
-        import lightgbm
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise MissingDataError("lightgbm", "pip install lightgbm") from e
-    return lightgbm
-
-
 @dataclass
 class LatencyPredictor:
     """Mean latency (ms) from a prior profile plus a learned correction."""
@@ -850,7 +836,7 @@ class LatencyPredictor:
         architecture features (index or column ``model``), None for none, ``"default"``
         for :func:`default_static_features`. Rows of models without a profile are dropped.
         """
-        lgb = _check_lightgbm()
+        lgb = import_lightgbm()
         t0 = time.perf_counter()
         tab = normalize_table(table)
         if profiles is None:
@@ -993,7 +979,7 @@ class LatencyPredictor:
     @classmethod
     def load(cls, path: str | Path) -> LatencyPredictor:
         """Read an artifact written by :meth:`save` (InputError names what is wrong)."""
-        lgb = _check_lightgbm()
+        lgb = import_lightgbm()
         p = Path(path)
         if not p.is_file():
             raise MissingDataError(p, "hasim perf train --out " + str(p))
