@@ -17,6 +17,9 @@ each request finishes ``delay`` s after the batch's end (non-GPU time spent outs
 pod's serial path, e.g. HTTP and pre/post-processing in parallel workers). Among
 free pods the one free the longest takes the head (ties: lowest pod id). A request
 still queued ``timeout`` s after it arrived is dropped (reason ``timeout``).
+
+Kernel fidelity reuses this loop (``event_driven``): a batch's end is not computed at its
+start but reported later by the GPU's token scheduler (hasim.cluster.kernel_plane).
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class FunctionQueue:
     d_n: list[int] = field(default_factory=list)
     d_time: list[float] = field(default_factory=list)
     d_reason: list[str] = field(default_factory=list)
+
+    # batch ends known at their start (False) or reported later by the GPU (kernel mode:
+    # ``_start`` launches the batch, ``_wake`` is called when an idle pod's next batch
+    # starts in the future); hasim.cluster.kernel_plane.KernelQueue sets it
+    event_driven = False
 
     def __post_init__(self) -> None:
         self._arr: list[float] = self.arrivals.tolist()
@@ -187,6 +195,7 @@ class FunctionQueue:
             self.b_pod,
         )
         noise, ni = self._noise, self._noise_i
+        event_driven = self.event_driven
         single = servers[0] if len(servers) == 1 else None
         while head < n:
             if single is not None:
@@ -215,6 +224,8 @@ class FunctionQueue:
                 head = j
                 continue
             if start > until:
+                if event_driven:
+                    self._wake(start)
                 break
             hi = head + max_batch
             k = bisect_right(arr, start, head, hi if hi < n else n)
@@ -222,8 +233,14 @@ class FunctionQueue:
             if ni >= len(noise):
                 self._draw_noise()
                 noise, ni = self._noise, 0
-            end = start + srv.table[nb] * noise[ni] + overhead
+            gpu_s = srv.table[nb] * noise[ni]
             ni += 1
+            if event_driven:  # the batch's end comes from its GPU's scheduler later
+                self.head = k
+                self._start(srv, head, nb, start, gpu_s)
+                head = k
+                continue
+            end = start + gpu_s + overhead
             b_first.append(head)
             b_n.append(nb)
             b_start.append(start)
@@ -234,6 +251,15 @@ class FunctionQueue:
             head = k
         self.head = head
         self._noise_i = ni
+
+    def _start(self, srv: Server, first: int, nb: int, start: float, gpu_s: float) -> None:
+        """Event-driven mode: start a batch of ``nb`` requests from ``first`` at ``start``
+        (s) needing ``gpu_s`` s of GPU time at quota 1 (mean x noise)."""
+        raise NotImplementedError
+
+    def _wake(self, t: float) -> None:
+        """Event-driven mode: call ``advance(t)`` at simulated time ``t`` (s)."""
+        raise NotImplementedError
 
     def _drop(self, first: int, count: int, arr: list[float], timeout: float) -> None:
         # dropped requests leave at arrival + timeout; one record per run keeps it compact

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -233,6 +232,7 @@ class KernelQueue(FunctionQueue):
 
     env: simpy.Environment = field(kw_only=True)
     launch: Launch = field(kw_only=True)
+    event_driven = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -255,57 +255,10 @@ class KernelQueue(FunctionQueue):
                 return s.done if s.batch >= 0 else None  # type: ignore[attr-defined]
         raise KeyError(pod_id)
 
-    # ---- the event-driven loop -------------------------------------------------
-    def advance(self, until: float) -> None:
-        """Start every batch whose start time is <= ``until`` (s) now, and wake the queue
-        at the next start time of an idle pod."""
-        self.synced_to = max(self.synced_to, until)
-        servers = self.servers
-        if not servers:
-            self.expire(until)
-            return
-        arr = self._arr
-        n = len(arr)
-        head = self.head
-        max_wait, timeout = self.max_wait, self.timeout
-        while head < n:
-            srv = servers[0]
-            for s in servers:
-                if s.free_at < srv.free_at:
-                    srv = s
-            t_free = srv.free_at
-            if t_free > until:
-                break  # every pod busy (inf) or free only later
-            a0 = arr[head]
-            start = t_free if t_free > a0 else a0
-            max_batch = len(srv.table) - 1
-            if max_wait > 0.0 and max_batch > 1:
-                k = head + max_batch - 1
-                fill = a0 + max_wait
-                if k < n and arr[k] < fill:
-                    fill = arr[k]
-                if fill > start:
-                    start = fill
-            if timeout is not None and a0 < start - timeout:
-                j = bisect_left(arr, start - timeout, head)
-                self._drop(head, j - head, arr, timeout)
-                head = j
-                continue
-            if start > until:
-                self._wake(start)
-                break
-            hi = head + max_batch
-            k = bisect_right(arr, start, head, hi if hi < n else n)
-            self.head = k
-            self._start(srv, head, k - head, start)  # type: ignore[arg-type]
-            head = k
-        self.head = head
-
-    def _start(self, srv: KernelServer, first: int, nb: int, start: float) -> None:
-        if self._noise_i >= len(self._noise):
-            self._draw_noise()
-        factor = self._noise[self._noise_i]
-        self._noise_i += 1
+    # ---- the event-driven hooks of FunctionQueue.advance ------------------------
+    def _start(  # type: ignore[override]
+        self, srv: KernelServer, first: int, nb: int, start: float, gpu_s: float
+    ) -> None:
         idx = len(self.b_first)
         self.b_first.append(first)
         self.b_n.append(nb)
@@ -316,7 +269,7 @@ class KernelQueue(FunctionQueue):
         srv.last_n = nb
         srv.batch = idx
         srv.done = self.env.event()
-        ev = self.launch(srv.pod_id, nb, srv.table[nb] * factor)
+        ev = self.launch(srv.pod_id, nb, gpu_s)
         ev.callbacks.append(lambda e, srv=srv: self._gpu_done(srv, e))
 
     def _gpu_done(self, srv: KernelServer, ev: simpy.Event) -> None:
