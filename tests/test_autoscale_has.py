@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hasim.autoscale.base import CreatePod, DeletePod, GpuInfo, PodInfo, UpdateQuota
+from hasim.autoscale.base import CreatePod, DeletePod, GpuInfo, UpdateQuota
 from hasim.autoscale.has import HASAutoscaler, HASConfig, build, pod_capacity_rps
 from hasim.autoscale.predictors import (
     KalmanPredictor,
@@ -24,6 +24,7 @@ from hasim.cluster.pod import Pod, PodState
 from hasim.config.schema import ClusterConfig
 from hasim.config.typed import to_typed
 from hasim.errors import InputError
+from hasim.sim.engine import pod_info
 from hasim.workload.base import FunctionSpec, Workload
 from tests.simkit import StubLatency, simulate
 
@@ -59,19 +60,7 @@ class FakeCluster:
 
     def pods(self, function=None):
         return [
-            PodInfo(
-                p.id,
-                p.function,
-                p.model,
-                p.sm_pct,
-                p.quota,
-                p.batch,
-                p.state.value,
-                p.gpu.id,
-                p.row,
-                p.created_at,
-                p.ready_at,
-            )
+            pod_info(p)
             for p in self.pod_objs.values()
             if p.state is not PodState.REMOVED and function in (None, p.function)
         ]

@@ -455,6 +455,23 @@ class Simulation:
         return self
 
 
+def pod_info(p: Pod) -> PodInfo:
+    """The read-only view of a pod that autoscalers get."""
+    return PodInfo(
+        p.id,
+        p.function,
+        p.model,
+        p.sm_pct,
+        p.quota,
+        p.batch,
+        p.state.value,
+        p.gpu.id if p.gpu else None,
+        p.row,
+        p.created_at,
+        p.ready_at,
+    )
+
+
 class _View:
     """The read-only ClusterView an autoscaler gets; data-plane queries sync lazily."""
 
@@ -487,22 +504,7 @@ class _View:
 
     @staticmethod
     def _pod_infos(pods: list[Pod]) -> list[PodInfo]:
-        return [
-            PodInfo(
-                p.id,
-                p.function,
-                p.model,
-                p.sm_pct,
-                p.quota,
-                p.batch,
-                p.state.value,
-                p.gpu.id if p.gpu else None,
-                p.row,
-                p.created_at,
-                p.ready_at,
-            )
-            for p in sorted(pods, key=lambda p: p.id)
-        ]
+        return [pod_info(p) for p in sorted(pods, key=lambda p: p.id)]
 
     def gpus(self) -> list[GpuInfo]:
         self._fresh()
@@ -559,4 +561,4 @@ def slo_for(spec: FunctionSpec, perf: LatencyModel, overhead: float, slo_scale: 
     return slo_scale * (perf.mean_latency_s(spec.model, 1, 100.0, 1.0) + overhead)
 
 
-__all__ = ["Simulation", "slo_for", "np"]
+__all__ = ["Simulation", "pod_info", "slo_for", "np"]
