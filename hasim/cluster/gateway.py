@@ -105,6 +105,15 @@ class FunctionQueue:
                 return s.free_at
         raise KeyError(pod_id)
 
+    def done_event(self, pod_id: int) -> object | None:
+        """An event that fires when a draining pod's running batch ends; None when the end
+        is already known (batch mode: ``remove_server``'s value) or the pod is idle."""
+        return None
+
+    def finalize(self) -> None:
+        """End of a run, after the last ``advance`` and ``expire`` (a hook for kernel
+        mode, whose unfinished batches have no end yet)."""
+
     def set_table(self, pod_id: int, table: list[float]) -> None:
         for s in self.servers:
             if s.pod_id == pod_id:

@@ -248,6 +248,12 @@ class KernelQueue(FunctionQueue):
     def set_table(self, pod_id: int, table: list[float]) -> None:
         raise TypeError("kernel mode: quota changes go to the token scheduler, not the table")
 
+    def remove_server(self, pod_id: int) -> float:
+        """Stop giving batches to a pod; returns +inf while its batch runs (its end comes
+        from the GPU: ``done_event``), else now (s): an idle pod leaves at once."""
+        t = super().remove_server(pod_id)
+        return t if t == math.inf else self.env.now
+
     def done_event(self, pod_id: int) -> simpy.Event | None:
         """The event that fires when a draining pod's running batch ends (None if idle)."""
         for s in self.draining:

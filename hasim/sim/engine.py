@@ -17,6 +17,7 @@ Simulated time only: nothing reads the wall clock.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,7 +139,9 @@ class Simulation:
                     sim.token_window_s, sim.launch_margin_s, sim.adaptive_tokens, trace
                 ),
                 kernel_source(sim.kernel_model, sim.kernels_per_inference),
-                (lambda m, b: perf.mean_latency_s(m, b, 100.0, 1.0)) if sim.launch_gated else None,
+                functools.cache(lambda m, b: perf.mean_latency_s(m, b, 100.0, 1.0))
+                if sim.launch_gated
+                else None,
             )
         self.queues: dict[str, FunctionQueue] = {}
         # overhead split: the part the pod's serving process holds per batch, the rest a
@@ -347,12 +350,10 @@ class Simulation:
         q.advance(self.env.now)
         pod.state = PodState.DRAINING
         busy_until = q.remove_server(pod.id)
-        if isinstance(q, KernelQueue):
-            done = q.done_event(pod.id)
-            if done is not None:  # the running inference ends when the scheduler says
-                self.env.process(self._drain_kernel(pod, done))
-                return
-            busy_until = self.env.now
+        done = q.done_event(pod.id)
+        if done is not None:  # kernel mode: the running inference ends when the GPU says
+            self.env.process(self._drain_kernel(pod, done))
+            return
         self.env.process(self._drain(pod, max(0.0, busy_until - self.env.now)))
 
     def _drain(self, pod: Pod, delay: float):  # SimPy process
@@ -426,8 +427,7 @@ class Simulation:
         for q in self.queues.values():
             q.advance(self.end_time)
             q.expire(self.end_time)
-            if isinstance(q, KernelQueue):
-                q.finalize()
+            q.finalize()
         for pod in self.pods.values():
             if pod.state is not PodState.REMOVED:
                 self._close_alloc(pod)
