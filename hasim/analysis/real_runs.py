@@ -83,21 +83,10 @@ def _request_file(run: Path) -> Path | None:
 
 def usage_share(path: Path) -> pd.Series:
     """GPU share held (GPUs) per sample time of a usage file (any of the 3 layouts)."""
-    u = pd.read_csv(path)
+    u = _usage_frame(path)
     if u.empty:
         return pd.Series(dtype=float)
-    cols = set(u.columns)
-    if {"pod_name", "sm_partition", "quota"} <= cols:
-        share = u["sm_partition"] / 100 * u["quota"] / 100
-    elif {"sm_usage", "quota_usage", "pod_count"} <= cols:
-        share = u["sm_usage"] / 100 * u["quota_usage"] / 100 / u["pod_count"].clip(lower=1)
-    elif {"sm_partition", "quota", "pod_counts"} <= cols:
-        share = u["sm_partition"] / 100 * u["quota"] / 100 / u["pod_counts"].clip(lower=1)
-    else:
-        raise InputError(
-            "unknown usage file layout", path=path, expected="per-pod or per-GPU usage columns"
-        )
-    return share.groupby(u["timestamp"]).sum()
+    return (u["sm"] / 100 * u["q"] / 100 * u["n"]).groupby(u["timestamp"]).sum()
 
 
 def utc_times(values: pd.Series) -> pd.Series:
@@ -156,7 +145,12 @@ def client_window(
     f = request_file or _request_file(Path(run))
     if f is None:
         return None
-    t = utc_times(pd.read_csv(f, usecols=["timestamp"])["timestamp"]).dropna()
+    return _window(pd.read_csv(f, usecols=["timestamp"])["timestamp"])
+
+
+def _window(stamps: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """First and last of some time stamps (UTC, naive); None when none parses."""
+    t = utc_times(stamps).dropna()
     return (t.min(), t.max()) if len(t) else None
 
 
@@ -198,7 +192,7 @@ def real_run_metrics(
     out["gpu_share_mean"] = out["gpu_share_mean_file"]
     out["gpu_share_window"] = "file" if len(share) else "none"
     out["lead_s"] = float("nan")  # s from the usage recorder's start to the first request
-    win = client_window(run, req_file) if len(share) else None
+    win = _window(d["timestamp"]) if len(share) and "timestamp" in d else None
     if win is not None:
         t = utc_times(pd.Series(share.index))
         sel = ((t >= win[0]) & (t <= win[1])).to_numpy()
