@@ -470,13 +470,9 @@ def test_same_seed_same_decisions():
 
 
 def test_through_hasim_run(tmp_path):
-    """Selectable as autoscaler=kpa once registered (the lead adds it to the registry)."""
+    """Selectable as autoscaler=kpa (registered in hasim.autoscale.registry)."""
     import hasim
-    from hasim.autoscale.kpa import KPAConfig as Cfg
-    from hasim.autoscale.registry import AUTOSCALER_KINDS, register
 
-    if "kpa" not in AUTOSCALER_KINDS:
-        register("kpa", Cfg, build)
     r = hasim.run(
         [
             "sim.progress=false",

@@ -214,12 +214,9 @@ def test_full_cluster_does_not_spam_failed_actions():
 
 
 def test_through_hasim_run(tmp_path):
-    """Selectable as autoscaler=timeshare once registered (the lead adds it)."""
+    """Selectable as autoscaler=timeshare (registered in hasim.autoscale.registry)."""
     import hasim
-    from hasim.autoscale.registry import AUTOSCALER_KINDS, register
 
-    if "timeshare" not in AUTOSCALER_KINDS:
-        register("timeshare", TimeshareConfig, build)
     r = hasim.run(
         [
             "sim.progress=false",
