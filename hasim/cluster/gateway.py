@@ -14,7 +14,10 @@ arrival of the max_batch-th queued request))``. The batch holds every queued req
 that arrived by ``start``, up to ``max_batch``. The pod is busy for the batch latency
 (mean x noise) plus ``overhead`` (non-GPU time held by the pod's serving process);
 each request finishes ``delay`` s after the batch's end (non-GPU time spent outside the
-pod's serial path, e.g. HTTP and pre/post-processing in parallel workers). Among
+pod's serial path, e.g. HTTP and pre/post-processing in parallel workers); with
+``delay_cv > 0`` each request draws its own delay, lognormal with mean ``delay`` and that
+coefficient of variation, from ``delay_rng`` (one draw per request, in arrival order, at
+construction: the draws do not depend on the dynamics; cluster.overhead_cv). Among
 free pods the one free the longest takes the head (ties: lowest pod id). A request
 still queued ``timeout`` s after it arrived is dropped (reason ``timeout``).
 
@@ -65,6 +68,9 @@ class FunctionQueue:
     overhead: float
     delay: float
     noise: Callable[[int], np.ndarray]
+    # per-request post-service delay variability (cluster.overhead_cv): cv and the stream
+    delay_cv: float = 0.0
+    delay_rng: np.random.Generator | None = None
     servers: list[Server] = field(default_factory=list)
     draining: list[Server] = field(default_factory=list)
     head: int = 0
@@ -90,6 +96,25 @@ class FunctionQueue:
         self._noise: list[float] = []
         self._noise_i = 0
         self.synced_to = -math.inf
+        # per-request delays (s) or None (every request: ``delay``)
+        self._delays: np.ndarray | None = None
+        if not self.delay_cv >= 0.0:
+            from hasim.errors import InputError
+
+            raise InputError(f"cluster.overhead_cv={self.delay_cv!r}", expected="a number >= 0")
+        if self.delay_cv > 0.0 and self.delay > 0.0:
+            if self.delay_rng is None:
+                raise ValueError("delay_cv > 0 needs delay_rng")
+            from hasim.perf.common import lognormal_noise
+
+            self._delays = self.delay * lognormal_noise(
+                self.delay_rng, len(self._arr), self.delay_cv
+            )
+
+    def request_delay(self, idx: np.ndarray | slice) -> float | np.ndarray:
+        """Post-service delay (s) of the requests ``idx``: ``delay`` (a scalar) unless
+        ``delay_cv`` > 0, then each request's own draw."""
+        return self.delay if self._delays is None else self._delays[idx]
 
     # ---- control-plane hooks -------------------------------------------------
     def add_server(self, pod_id: int, now: float, table: list[float]) -> None:
@@ -156,7 +181,7 @@ class FunctionQueue:
             self._mat_b = self._mat_d = 0
         if self._mat_b < len(self.b_first):
             idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
-            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run] + self.delay
+            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run] + self.request_delay(idx)
             self._mat_b = len(self.b_first)
         if self._mat_d < len(self.d_first):
             idx, _ = expand_runs(self.d_first[self._mat_d :], self.d_n[self._mat_d :])

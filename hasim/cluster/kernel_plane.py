@@ -292,7 +292,9 @@ class KernelQueue(FunctionQueue):
         self.b_end[idx] = end
         if hasattr(self, "_leave") and idx < self._mat_b:
             f = self.b_first[idx]
-            self._leave[f : f + self.b_n[idx]] = end + self.delay
+            self._leave[f : f + self.b_n[idx]] = end + self.request_delay(
+                slice(f, f + self.b_n[idx])
+            )
         srv.free_at = end
         srv.batch = -1
         done, srv.done = srv.done, None

@@ -60,6 +60,10 @@ class ClusterConfig:
     work: the pod serves no other batch meanwhile); the rest (overhead - overhead_held_s)
     stays a post-service delay per request. null (default): overhead_holds_pod decides
     all (true) or nothing (false). Must lie in [0, overhead].
+    overhead_cv: coefficient of variation of the post-service part of the overhead
+    (overhead - the held part), drawn per request: lognormal with that mean and cv, from
+    the RNG stream ("overhead", function), so a seed fixes it. 0 (default): a constant,
+    the draws are not made. The held part stays constant (per batch).
     quota_delay: s from a quota decision until the token scheduler applies it.
     price_per_gpu_hour: USD; null = the GPU type's default.
     model_memory_mb: per-model GPU memory footprint overrides (MB).
@@ -75,6 +79,7 @@ class ClusterConfig:
     overhead: float = 0.07
     overhead_holds_pod: bool = False
     overhead_held_s: float | None = None
+    overhead_cv: float = 0.0
     quota_delay: float = 0.04
     price_per_gpu_hour: float | None = None
     model_memory_mb: dict[str, float] = field(default_factory=dict)

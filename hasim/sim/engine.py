@@ -157,6 +157,9 @@ class Simulation:
                 "overhead": held,
                 "delay": cluster.overhead - held,
                 "noise": (lambda n, rng=rng: perf.noise(rng, n)),
+                # per-request overhead variability (cluster.overhead_cv), own stream
+                "delay_cv": cluster.overhead_cv,
+                "delay_rng": self.streams.get("overhead", f.name) if cluster.overhead_cv else None,
             }
             if self.backend is not None:
                 self.queues[f.name] = KernelQueue(**common, env=self.env, launch=self.backend.run)

@@ -36,7 +36,7 @@ def request_arrays(q: FunctionQueue, end: float) -> dict[str, np.ndarray]:
     if q.b_first:
         idx, run = expand_runs(q.b_first, q.b_n)
         start[idx] = np.asarray(q.b_start)[run]
-        finish[idx] = np.asarray(q.b_end)[run] + q.delay
+        finish[idx] = np.asarray(q.b_end)[run] + q.request_delay(idx)
         pod[idx] = np.asarray(q.b_pod, dtype=np.int32)[run]
         batch[idx] = np.asarray(q.b_n, dtype=np.int16)[run]
         status[idx] = np.where(finish[idx] <= end, 0, 2)
