@@ -423,6 +423,35 @@ def test_has_gpu_runs_setting_min_1_max_2():
     check_exclusive(sim)
 
 
+def test_prewarmed_revision_starts_with_an_idle_history():
+    """A prewarmed min_scale pod stands for a revision deployed before the trace: a
+    request at t = 0 does not start a second replica (no activator floor), and the
+    stable window holds the idle time before t = 0, so a light load that stays under
+    the target (8 req/s x 80 ms = 0.64 < 0.7 requests) never scales out, while 15 req/s
+    (1.2 requests, panic at 2 x) does, once the panic window sees it."""
+
+    def run(rates: list[float]) -> tuple[object, object]:
+        per_s = np.repeat(rates, 20)
+        arr = np.concatenate([i + np.arange(r) / r for i, r in enumerate(per_s)])
+        w = Workload([FunctionSpec("f", "resnet50", 5.0)], {"f": arr}, float(len(per_s)))
+        cfg = KPAConfig(min_scale=1, max_scale=2, target=0.7, batch=1)
+        return simulate(
+            w,
+            KPAAutoscaler(cfg, 1),
+            latency=StubLatency(0.08, "deterministic"),
+            cold_start=cold(5.0),
+            overhead=0.0,
+        )
+
+    sim, req = run([8.0, 8.0, 8.0])
+    assert len(sim.pods) == 1  # the light load never needs a second replica
+    assert sim.pods[0].ready_at == 0.0
+    sim, req = run([8.0, 15.0, 15.0])
+    assert len(sim.pods) == 2
+    p1 = sim.pods[1]
+    assert 20.0 <= p1.created_at <= 30.0  # scaled out for the 15 req/s stage, not at t = 0
+
+
 def test_no_free_gpu_means_no_failed_actions():
     w = poisson_workload({"a": 200.0, "b": 200.0}, 30.0, seed=3)
     sim, req = simulate(

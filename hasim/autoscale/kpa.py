@@ -96,7 +96,7 @@ class KPAConfig:
     tick: float = 2.0  # s between decisions (plus an immediate one at zero scale)
     batch: int | None = None  # max batch per pod (requests); null = cluster.max_batch
     startup_aware: bool = False  # starting pods count as capacity (not Knative; see _startup_cap)
-    prewarm_min: bool = True  # min_scale pods exist at t = 0 without a cold start
+    prewarm_min: bool = True  # min_scale pods at t = 0, no cold start, idle history before
     active_only: bool = True  # skip functions that get no request in the whole run
 
     @property
@@ -490,6 +490,20 @@ class KPAAutoscaler:
                     continue  # idle at zero: nothing to decide (saves work on big traces)
                 if view.concurrency(f.name, now - cfg.stable_window, now) == 0.0:
                     self._restart_history(f.name, now)  # traffic after an empty window
+            warm = cfg.min_pods if first and cfg.prewarm_min else 0
+            if warm and not live:
+                # prewarm_min: the revision was deployed (and idle) before the trace
+                # starts, so its min_scale pods are already there and serving; the
+                # autoscaler has no metric data yet, so it changes nothing (the activator
+                # floor of a function at zero does not apply).
+                acts = actuate(f.name, warm, pods, free, self.batch, warm)
+                free -= len(acts)
+                actions.extend(acts)
+                # ... and its metric history holds the idle stable window before t = 0
+                self.history[f.name] = ConcurrencyHistory(
+                    now - cfg.stable_window, cfg.stable_window
+                )
+                continue
             cap = self._startup_cap(view, f, live, now)
             history = self.history[f.name]
             if live and history.origin >= now:
@@ -497,8 +511,7 @@ class KPAAutoscaler:
             m = collect(view, f.name, now, cfg, pods, history, cap)
             ready = m.ready + m.starting if cfg.startup_aware else m.ready
             desired = dec.decide(now, m.stable, m.panic, ready, len(live))
-            warm = cfg.min_pods if first and cfg.prewarm_min else 0
-            acts = actuate(f.name, desired, pods, free, self.batch, warm)
+            acts = actuate(f.name, desired, pods, free, self.batch, 0)
             free -= sum(1 for a in acts if isinstance(a, CreatePod))
             actions.extend(acts)
         return actions
