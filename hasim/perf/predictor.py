@@ -43,6 +43,19 @@ mean of boosters with different seeds (``n_boosters``) gains under 0.1 point. A 
 model calibrated on the batch-4 point (``G_1(s/b) * r^(log4 b)``) and a k-nearest-models
 average of the residual surfaces were tried and did not help.
 
+Anchors (``PredictorParams.anchors``, see :data:`ANCHORS`): one booster per anchor learns
+the log-ratio of the latency to a different estimate -- the full ``base``, the GPU phase
+``G_b(s)`` alone, the batch-1 SM curve ``G_1(s)`` alone, the batch-4 quota curve alone --
+from the same features, and the prediction is the mean of ``anchor + correction`` in log
+space. The boosters then err differently on models they have not seen, unlike seed bagging.
+Measured on the RaPP V100 table (MAPE unseen-model / random / unseen-config): ``full``
+only 7.53 / 3.54 / 3.73 %; ``full, gpu`` 7.36 / 3.57 / 3.76 %; ``full, gpu, sm1`` 7.33 /
+3.62 / 3.79 %; ``full, gpu, quota`` 7.35 % (unseen-model); all four (the default) 7.29 /
+3.58 / 3.75 %, at four times the training time. A quota curve rescaled to batch ``b`` by
+``(L(b=1, s=100 %) / L(b=4, s=100 %))^a`` (log-interpolated over the batch) fits the raw
+table better (batch-1 throttled cells 14 -> 10 %) but the corrected predictor does worse
+(a = 0.5: 7.69 %, a = 0.75: 7.92 %, as an extra feature: 7.72 %).
+
 Determinism: LightGBM runs with ``deterministic=True``, a fixed ``num_threads`` and fixed
 seeds, so the same table, parameters and seed give the same model (bit for bit on the same
 machine and LightGBM version).
@@ -74,7 +87,8 @@ from hasim.perf.common import import_lightgbm
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
-"""Model file: ``{"format", "lightgbm_models": [LightGBM model text, ...]}`` (their mean)."""
+"""Model file: ``{"format", "lightgbm_models": [LightGBM model text, ...]}`` (their mean):
+``n_boosters`` texts per anchor, in the order of ``hyperparameters.anchors``."""
 MODEL_FORMAT_V1 = "hasim-perf-predictor-lgbm/1"
 """Older model file with one ``lightgbm_model`` text (still read)."""
 DEFAULT_GPU = "V100-16GB"
@@ -156,6 +170,18 @@ STATIC_COLUMNS = (
 
 CATEGORICAL = ("st_family",)
 """Features LightGBM treats as categories."""
+
+ANCHORS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "full": lambda X: X["log_base"].to_numpy(),
+    "gpu": lambda X: X["log_gb"].to_numpy(),
+    "sm1": lambda X: X["log_g1"].to_numpy(),
+    "quota": lambda X: np.maximum((X["log_qint_gb"] + X["log_gb"]).to_numpy(), X["log_h4"]),
+}
+"""Anchors a booster can correct (``PredictorParams.anchors``): the log of the estimate it
+learns the log-ratio to, from the feature frame. ``full`` = ``max(G_b(s), Q(q))``, ``gpu``
+= ``G_b(s)`` (no quota phase), ``sm1`` = ``G_1(s)`` (the batch-1 SM curve alone),
+``quota`` = the measured batch-4 quota curve at every batch and SM (at least its
+full-quota point)."""
 
 
 FAMILIES = (
@@ -662,6 +688,13 @@ class PredictorParams:
     extra_trees: bool = False
     static_ops: bool = True  # activation, pooling, softmax, bmm shares of the aten ops
     n_boosters: int = 1  # boosters with seeds seed, seed+1, ... averaged (bagging)
+    anchors: tuple[str, ...] = ("full", "gpu", "sm1", "quota")  # n_boosters each (ANCHORS)
+
+    def __post_init__(self) -> None:
+        self.anchors = tuple(self.anchors)
+        bad = sorted(set(self.anchors) - set(ANCHORS))
+        if bad or not self.anchors:
+            raise InputError(f"anchors {bad or '()'}", expected="names of " + ", ".join(ANCHORS))
 
     def lgb_params(self, seed: int | None = None) -> dict[str, Any]:
         """LightGBM parameters; ``seed`` (default ``self.seed``) seeds the row and feature
@@ -692,12 +725,19 @@ class PredictorParams:
     def from_dict(cls, d: Mapping[str, Any]) -> PredictorParams:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        if "exclude_features" in kw:
-            kw["exclude_features"] = tuple(kw["exclude_features"])
+        for k in ("exclude_features", "anchors"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
         return cls(**kw)
 
 
-LEGACY_PARAMS = {"use_family": False, "static_ops": False, "extra_trees": False, "n_boosters": 1}
+LEGACY_PARAMS = {
+    "use_family": False,
+    "static_ops": False,
+    "extra_trees": False,
+    "n_boosters": 1,
+    "anchors": ("full",),
+}
 """Values of parameters that artifacts written before they existed were trained with."""
 
 
@@ -706,13 +746,22 @@ class BoosterSet:
     ensemble: the seeds' bagging and feature sampling differ, averaging lowers the
     variance of the correction for models it has not seen)."""
 
-    def __init__(self, boosters: Sequence[Any]) -> None:
+    def __init__(self, boosters: Sequence[Any], anchor_of: Sequence[int] | None = None) -> None:
         if not boosters:
             raise InputError("no boosters", expected="at least one LightGBM booster")
         self.boosters = list(boosters)
+        self.anchor_of = list(anchor_of) if anchor_of is not None else [0] * len(self.boosters)
+        if len(self.anchor_of) != len(self.boosters):
+            raise InputError("one anchor per booster", expected=f"{len(self.boosters)} anchors")
 
-    def predict(self, X: pd.DataFrame, num_threads: int = 1) -> np.ndarray:
+    def predict(
+        self, X: pd.DataFrame, num_threads: int = 1, offsets: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Mean of the boosters' outputs; with ``offsets`` (one row per anchor, see
+        :data:`ANCHORS`), booster ``k`` adds ``offsets[anchor_of[k]]`` first."""
         out = [b.predict(X, num_threads=num_threads) for b in self.boosters]
+        if offsets is not None:
+            out = [o + offsets[a] for o, a in zip(out, self.anchor_of, strict=True)]
         return np.mean(out, axis=0)
 
     def model_texts(self) -> list[str]:
@@ -803,6 +852,13 @@ class LatencyPredictor:
         self, model: Any, batch: Any, sm_pct: Any, quota_pct: Any, gpu: Any = DEFAULT_GPU
     ) -> tuple[pd.DataFrame, np.ndarray]:
         """(feature frame, log base) for rows; ``quota_pct`` in percent."""
+        X, _, lbase = self._features(model, batch, sm_pct, quota_pct, gpu)
+        return X, lbase
+
+    def _features(
+        self, model: Any, batch: Any, sm_pct: Any, quota_pct: Any, gpu: Any = DEFAULT_GPU
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """(feature frame, log anchors: one row per ``params.anchors``, log base)."""
         b = np.atleast_1d(np.asarray(batch, dtype=float))
         n = len(b)
         models = np.broadcast_to(np.asarray(model, dtype=object), (n,))
@@ -812,9 +868,10 @@ class LatencyPredictor:
         idx = self._rows_index(models, gpus)
         assert self._prior is not None
         X, lbase = feature_frame(self._prior, idx, b, s, q)
+        anchors = np.stack([np.asarray(ANCHORS[a](X), dtype=float) for a in self.params.anchors])
         if self.params.exclude_features:
             X = X.drop(columns=[c for c in self.params.exclude_features if c in X.columns])
-        return X, lbase
+        return X, anchors, lbase
 
     # ----------------------------------------------------------------- fit / predict
 
@@ -853,19 +910,23 @@ class LatencyPredictor:
         tab = tab[keep].reset_index(drop=True)
         if tab.empty:
             raise InputError("no training rows with a prior profile", expected="RaPP-like rows")
-        X, lbase = self.features(tab.model, tab.batch, tab.sm_pct, tab.quota_pct, tab.gpu)
-        y = np.log(tab.latency_ms.to_numpy()) - lbase
+        X, anchors, _ = self._features(tab.model, tab.batch, tab.sm_pct, tab.quota_pct, tab.gpu)
+        ylog = np.log(tab.latency_ms.to_numpy())
         self.feature_names = list(X.columns)
         w = None
         if model_weight:
             w = tab.model.map(lambda m: float(model_weight.get(m, 1.0))).to_numpy()
         cat = [c for c in CATEGORICAL if c in X.columns]
-        ds = lgb.Dataset(X, y, weight=w, categorical_feature=cat or "auto", free_raw_data=True)
-        boosters = []
-        for k in range(max(1, self.params.n_boosters)):
-            params = self.params.lgb_params(self.params.seed + k)
-            boosters.append(lgb.train(params, ds, self.params.n_estimators))
-        self.booster = BoosterSet(boosters)
+        boosters, anchor_of = [], []
+        for a, lanchor in enumerate(anchors):
+            ds = lgb.Dataset(
+                X, ylog - lanchor, weight=w, categorical_feature=cat or "auto", free_raw_data=True
+            )
+            for k in range(max(1, self.params.n_boosters)):
+                params = self.params.lgb_params(self.params.seed + k)
+                boosters.append(lgb.train(params, ds, self.params.n_estimators))
+                anchor_of.append(a)
+        self.booster = BoosterSet(boosters, anchor_of)
         self.meta = {
             "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "train_seconds": round(time.perf_counter() - t0, 2),
@@ -905,8 +966,11 @@ class LatencyPredictor:
         bb, ss, qq = (np.broadcast_to(a, shape).reshape(n) for a in (b, s, q))
         mm = np.broadcast_to(np.asarray(model, dtype=object), shape).reshape(n)
         gg = np.broadcast_to(np.asarray(gpu, dtype=object), shape).reshape(n)
-        X, lbase = self.features(mm, bb, ss, qq, gg)
-        out = np.exp(self.booster.predict(X, num_threads=self.params.num_threads) + lbase)
+        X, anchors, _ = self._features(mm, bb, ss, qq, gg)
+        booster = self.booster
+        if not isinstance(booster, BoosterSet):
+            booster = BoosterSet([booster])
+        out = np.exp(booster.predict(X, num_threads=self.params.num_threads, offsets=anchors))
         return out.reshape(shape)
 
     def base(self, model: Any, batch: Any, sm_pct: Any, quota: Any, gpu: Any = DEFAULT_GPU):
@@ -946,7 +1010,10 @@ class LatencyPredictor:
             },
             "physics": {"window_ms": WINDOW_MS, "guard_ms": GUARD_MS, "throttled": THROTTLED},
             "hyperparameters": asdict(self.params)
-            | {"exclude_features": list(self.params.exclude_features)},
+            | {
+                "exclude_features": list(self.params.exclude_features),
+                "anchors": list(self.params.anchors),
+            },
             "features": self.feature_names,
             "training": self.meta,
             "metrics": dict(metrics or self.meta.get("metrics", {})),
@@ -1017,7 +1084,16 @@ class LatencyPredictor:
                 orient="index",
                 columns=st["columns"],
             ).astype(float)
-        booster = BoosterSet([lgb.Booster(model_str=t) for t in texts])
+        per = len(texts) // max(1, len(params.anchors))
+        if per * len(params.anchors) != len(texts):
+            raise InputError(
+                f"{len(texts)} boosters for anchors {list(params.anchors)}",
+                path=mfile,
+                expected="the same number of boosters per anchor",
+            )
+        booster = BoosterSet(
+            [lgb.Booster(model_str=t) for t in texts], [k // per for k in range(len(texts))]
+        )
         pred = cls(
             params=params,
             profiles=profiles,
