@@ -279,6 +279,17 @@ def test_history_buckets_give_exact_window_averages():
     assert h2.average(12.0, 6.0) == pytest.approx(6.0 * 6.0 / 12.0 / 6.0)
 
 
+def test_idle_history_counts_the_idle_window_as_zero():
+    """ConcurrencyHistory.idle: the stable window before ``now`` held no request, and a
+    later window average is exact (the idle time is its own bucket, not spread over the
+    first samples)."""
+    view, h = StepView(), ConcurrencyHistory.idle(8.0, 60.0)
+    assert h.average(8.0, 6.0) == 0.0
+    h.sample(view, "f", 12.0)  # 3 requests over [10, 12)
+    assert h.average(12.0, 6.0) == pytest.approx(3.0 * 2.0 / 6.0)
+    assert h.average(12.0, 60.0) == pytest.approx(3.0 * 2.0 / 60.0)
+
+
 def test_history_skips_queries_while_quiet():
     view, h = StepView(), ConcurrencyHistory(0.0, 60.0)
     for t in (2.0, 4.0, 6.0, 8.0):

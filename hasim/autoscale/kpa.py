@@ -277,6 +277,16 @@ class ConcurrencyHistory:
         self.total = 0.0  # request-seconds over all kept buckets
         self.quiet_since: float | None = None  # s: no request in the system since then
 
+    @classmethod
+    def idle(cls, now: float, keep: float) -> ConcurrencyHistory:
+        """A history whose last ``keep`` s before ``now`` held no request (one empty
+        bucket), e.g. a revision deployed and idle before the trace starts."""
+        h = cls(now - keep, keep)
+        h.buckets.append((now - keep, now, 0.0))
+        h.last = now
+        h.quiet_since = now - keep
+        return h
+
     def sample(self, view: ClusterView, function: str, now: float) -> None:
         """Add the bucket (last, now] from ``view.concurrency``; no query when the
         previous bucket held no request and nothing arrived since it began."""
@@ -500,9 +510,7 @@ class KPAAutoscaler:
                 free -= len(acts)
                 actions.extend(acts)
                 # ... and its metric history holds the idle stable window before t = 0
-                self.history[f.name] = ConcurrencyHistory(
-                    now - cfg.stable_window, cfg.stable_window
-                )
+                self.history[f.name] = ConcurrencyHistory.idle(now, cfg.stable_window)
                 continue
             cap = self._startup_cap(view, f, live, now)
             history = self.history[f.name]
