@@ -126,6 +126,10 @@ def _sweep(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+RAY_CLIENT_FLAKE = "Starting Ray client server failed"
+"""Ray Client's proxy could not start the per-client server process (Ray-internal)."""
+
+
 def _runs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir()) if root.exists() else []
 
@@ -164,6 +168,11 @@ def test_a_failing_ray_job_leaves_no_run_and_the_others_finish(ray_address, tmp_
     # through Ray Client (ray://); workload.rate=-1 fails in its worker (a config error
     # found when the run is built)
     res = _sweep(ray_address, tmp_path, "workload.rate=2,-1", via="client")
+    if RAY_CLIENT_FLAKE in res.stdout + res.stderr:  # Ray's own per-client server did not
+        # start (seen once on a loaded 2-core machine; nothing of ours ran): try once more
+        tmp_path = tmp_path / "again"
+        tmp_path.mkdir()
+        res = _sweep(ray_address, tmp_path, "workload.rate=2,-1", via="client")
     assert res.returncode != 0
     assert "workload.rate = -1.0 is invalid" in res.stdout + res.stderr
     assert _runs(tmp_path / "out" / "default") == [RUNS[0]]  # the failed job: nothing
