@@ -382,14 +382,19 @@ def test_rising_load_is_absorbed_by_quota_first():
     assert all(abs(q * 10 - round(q * 10)) < 1e-6 for q in ups)
 
 
-def test_horizontal_uses_empty_row_with_optimal_sm_then_new_gpu():
+def ramp_to_80(auto) -> FakeCluster:
+    """Function "f" on 3 GPUs: 5 req/s at t = 0, then 80 req/s, decisions every 2 s to 28 s."""
     f = FakeCluster(n_gpus=3)
-    auto = has()
     f.set_rate("f", 0.0, 5.0)
     f.step(auto, 0.0)
     f.set_rate("f", 1.0, 80.0)
     for t in np.arange(2.0, 30.0, 2.0):
         f.step(auto, float(t))
+    return f
+
+
+def test_horizontal_uses_empty_row_with_optimal_sm_then_new_gpu():
+    f = ramp_to_80(has())
     pods = f.live("f")
     assert not f.failed
     # pod 1 sits in the first pod's GPU's empty row with optimalSM(resnet, D) = 50 or 30
@@ -547,13 +552,7 @@ def test_competing_functions_never_overcommit_a_gpu():
 
 # ---- deployment knobs (the validation runs' controller) ----------------------------------
 def test_max_pods_stops_horizontal_scaling_after_vertical():
-    f = FakeCluster(n_gpus=3)
-    auto = has(max_pods=1)
-    f.set_rate("f", 0.0, 5.0)
-    f.step(auto, 0.0)
-    f.set_rate("f", 1.0, 80.0)
-    for t in np.arange(2.0, 30.0, 2.0):
-        f.step(auto, float(t))
+    f = ramp_to_80(has(max_pods=1))
     pods = f.live("f")
     assert len(pods) == 1 and pods[0].quota == pytest.approx(1.0)  # vertical only
     assert not [a for _, a in f.log[1:] if isinstance(a, CreatePod)]

@@ -18,6 +18,16 @@ W = 0.040
 MS = 1e-3
 
 
+def scheduler(*clients, gpu=0, **kw):
+    """(env, trace, scheduler) on GPU ``gpu`` with ``clients`` = (pod, SM %, quota) added."""
+    env = simpy.Environment()
+    tr = KernelTrace()
+    s = TokenScheduler(env, gpu, trace=tr, **kw)
+    for pod, sm, quota in clients:
+        s.add_client(pod, sm, quota)
+    return env, tr, s
+
+
 def lone(kernels, quota, *, runs=1, gap=0.0, window=W, margin=1 * MS, launch_s=None, **kw):
     """Latencies (s) of ``runs`` inferences of a lone pod, plus the trace."""
     env = simpy.Environment()
@@ -121,10 +131,7 @@ def test_gap_between_runs_changes_the_next_run():
 
 
 def test_quota_change_applies_at_next_grant():
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, trace=tr)
-    s.add_client(1, 100.0, 0.25)
+    env, tr, s = scheduler((1, 100.0, 0.25))
     done = s.run(1, [1 * MS] * 30)
 
     def change():
@@ -141,10 +148,7 @@ def test_quota_change_applies_at_next_grant():
 def test_raised_quota_wakes_a_waiting_pod_at_once():
     """A pod waiting (usage >= its old limit) gets a token as soon as a raised quota makes it
     a candidate, not at the wake time computed under the old quota."""
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, trace=tr)
-    s.add_client(1, 100.0, 0.25)
+    env, tr, s = scheduler((1, 100.0, 0.25))
     done = s.run(1, [1 * MS] * 30)
 
     def change():
@@ -161,10 +165,7 @@ def test_raised_quota_wakes_a_waiting_pod_at_once():
 
 def test_adaptive_tokens():
     # FaST-GShare ICPP'23: W 10 s, token = 0.5 burst + 0.5 previous, 300 ms at first
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, window_s=10.0, trace=tr, adaptive=True)
-    s.add_client(1, 100.0, 0.5)
+    env, tr, s = scheduler((1, 100.0, 0.5), window_s=10.0, adaptive=True)
     k = np.full(100, 0.010)
 
     def loop():
@@ -179,10 +180,8 @@ def test_adaptive_tokens():
     assert lengths[:4] == pytest.approx([0.3, 0.3, 0.45, 0.725])
     assert env.now == pytest.approx(2.0)
     # clamped to [adaptive_min, q W]
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, window_s=10.0, trace=tr, adaptive=True)
-    s.add_client(1, 100.0, 0.02)  # q W = 0.2 s < 0.3 s init
+    # q W = 0.2 s < 0.3 s init
+    env, tr, s = scheduler((1, 100.0, 0.02), window_s=10.0, adaptive=True)
     s.run(1, np.full(10, 0.001))
     env.run()
     assert tr.token_spans()[0, 4] == pytest.approx(0.2)
@@ -192,11 +191,7 @@ def test_adaptive_tokens():
 
 
 def test_partitions_that_fit_run_at_once():
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, trace=tr)
-    s.add_client(1, 50.0, 0.5)
-    s.add_client(2, 50.0, 0.5)
+    env, tr, s = scheduler((1, 50.0, 0.5), (2, 50.0, 0.5))
     a = s.run(1, [1 * MS] * 10)
     b = s.run(2, [1 * MS] * 10)
     env.run()
@@ -204,11 +199,7 @@ def test_partitions_that_fit_run_at_once():
 
 
 def test_partitions_that_do_not_fit_take_turns():
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, trace=tr)
-    s.add_client(1, 60.0, 1.0)
-    s.add_client(2, 60.0, 1.0)
+    env, tr, s = scheduler((1, 60.0, 1.0), (2, 60.0, 1.0))
     a = s.run(1, [1 * MS] * 10)
     b = s.run(2, [1 * MS] * 10)
     env.run()
@@ -217,11 +208,7 @@ def test_partitions_that_do_not_fit_take_turns():
 
 
 def test_candidate_order_prefers_the_less_served_pod():
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 0, trace=tr)
-    s.add_client(1, 100.0, 0.5)
-    s.add_client(2, 100.0, 0.5)
+    env, tr, s = scheduler((1, 100.0, 0.5), (2, 100.0, 0.5))
     s.run(1, [1 * MS] * 5)  # pod 1 alone first: usage 5 ms
     env.run()
     s.run(1, [1 * MS] * 5)
@@ -409,11 +396,7 @@ def test_api_errors():
 
 
 def test_chrome_trace_export(tmp_path):
-    env = simpy.Environment()
-    tr = KernelTrace()
-    s = TokenScheduler(env, 2, trace=tr)
-    s.add_client(1, 60.0, 0.25)
-    s.add_client(2, 60.0, 0.5)
+    env, tr, s = scheduler((1, 60.0, 0.25), (2, 60.0, 0.5), gpu=2)
     s.run(1, [1 * MS] * 15)
     s.run(2, [2 * MS] * 5)
     env.run()
