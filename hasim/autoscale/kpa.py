@@ -519,7 +519,7 @@ class KPAAutoscaler:
             m = collect(view, f.name, now, cfg, pods, history, cap)
             ready = m.ready + m.starting if cfg.startup_aware else m.ready
             desired = dec.decide(now, m.stable, m.panic, ready, len(live))
-            acts = actuate(f.name, desired, pods, free, self.batch, 0)
+            acts = actuate(f.name, desired, pods, free, self.batch)
             free -= sum(1 for a in acts if isinstance(a, CreatePod))
             actions.extend(acts)
         return actions

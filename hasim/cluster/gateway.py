@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hasim.errors import InputError
+from hasim.perf.common import lognormal_noise
+
 NOISE_BLOCK = 8192
 
 
@@ -99,14 +102,10 @@ class FunctionQueue:
         # per-request delays (s) or None (every request: ``delay``)
         self._delays: np.ndarray | None = None
         if not self.delay_cv >= 0.0:
-            from hasim.errors import InputError
-
             raise InputError(f"cluster.overhead_cv={self.delay_cv!r}", expected="a number >= 0")
         if self.delay_cv > 0.0 and self.delay > 0.0:
             if self.delay_rng is None:
                 raise ValueError("delay_cv > 0 needs delay_rng")
-            from hasim.perf.common import lognormal_noise
-
             self._delays = self.delay * lognormal_noise(
                 self.delay_rng, len(self._arr), self.delay_cv
             )

@@ -967,10 +967,7 @@ class LatencyPredictor:
         mm = np.broadcast_to(np.asarray(model, dtype=object), shape).reshape(n)
         gg = np.broadcast_to(np.asarray(gpu, dtype=object), shape).reshape(n)
         X, anchors, _ = self._features(mm, bb, ss, qq, gg)
-        booster = self.booster
-        if not isinstance(booster, BoosterSet):
-            booster = BoosterSet([booster])
-        out = np.exp(booster.predict(X, num_threads=self.params.num_threads, offsets=anchors))
+        out = np.exp(self.booster.predict(X, num_threads=self.params.num_threads, offsets=anchors))
         return out.reshape(shape)
 
     def base(self, model: Any, batch: Any, sm_pct: Any, quota: Any, gpu: Any = DEFAULT_GPU):
