@@ -38,6 +38,13 @@ from hasim.errors import InputError
 from hasim.perf.common import lognormal_noise
 
 NOISE_BLOCK = 8192
+# the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
+# left to the loop, which then takes IDLE_COOL steps before trying again; the chunk
+# looked at grows from IDLE_CHUNK_MIN to IDLE_CHUNK_MAX requests while stretches last
+IDLE_RUN_MIN = 8
+IDLE_COOL = 16
+IDLE_CHUNK_MIN = 64
+IDLE_CHUNK_MAX = 16384
 
 
 def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -93,12 +100,28 @@ class FunctionQueue:
     # ``_start`` launches the batch, ``_wake`` is called when an idle pod's next batch
     # starts in the future); hasim.cluster.kernel_plane.KernelQueue sets it
     event_driven = False
+    # use the lone-pod loop and its idle fast path where they apply (tests compare both)
+    fast_paths = True
 
     def __post_init__(self) -> None:
         self._arr: list[float] = self.arrivals.tolist()
+        # noise factors in draw order: a numpy buffer, a list of part of it (the loops read
+        # it), where the list starts in the buffer and the next unused factor in the list
+        self._noise_buf = np.empty(0)
         self._noise: list[float] = []
+        self._noise_base = 0  # position of _noise[0] in _noise_buf
         self._noise_i = 0
         self.synced_to = -math.inf
+        # leave times (leave_times): materialised batches / drops, the first request
+        # that had not left by the last query, the longest sojourn seen (s)
+        self._leave: np.ndarray | None = None
+        self._batch_of: np.ndarray | None = None
+        self._mat_b = self._mat_d = 0
+        self._gone = 0
+        self._max_sojourn = -math.inf
+        # the idle fast path of a lone pod (_idle_run): next chunk size, batches to skip
+        self._run_chunk = IDLE_CHUNK_MIN
+        self._run_cool = 0
         # per-request delays (s) or None (every request: ``delay``)
         self._delays: np.ndarray | None = None
         if not self.delay_cv >= 0.0:
@@ -158,9 +181,8 @@ class FunctionQueue:
         if self.delay <= 0.0:
             self.draining = [s for s in self.draining if s.free_at > now]
             return sum(s.last_n for s in self.servers + self.draining if s.free_at > now)
-        leave = self._materialize()
-        horizon = (self.timeout if self.timeout is not None else 600.0) + 120.0
-        lo = bisect_left(self._arr, now - horizon)
+        leave = self.leave_times()
+        lo = self._oldest_in_system(now, now)
         return int((leave[lo : self.head] > now).sum())
 
     def arrivals_between(self, t0: float, t1: float) -> int:
@@ -172,61 +194,254 @@ class FunctionQueue:
         i = bisect_right(self._arr, t)
         return self._arr[i] if i < len(self._arr) else math.inf
 
-    def _materialize(self) -> np.ndarray:
-        """Per-request leave times (batch end or drop time; nan while queued), filled
-        lazily from the batch and drop logs."""
-        if not hasattr(self, "_leave"):
+    def leave_times(self) -> np.ndarray:
+        """Per-request leave times (s): batch end plus the request's post-service delay,
+        or arrival + timeout for a dropped request; nan while queued (and, in kernel mode,
+        inf while its batch runs). The one place leave times are computed: filled lazily
+        from the batch and drop logs, updated when a batch's end becomes known later
+        (``_batch_ended``). Also tracks the longest sojourn (leave - arrival) so far."""
+        if self._leave is None:
             self._leave = np.full(len(self._arr), np.nan)
-            self._mat_b = self._mat_d = 0
-        if self._mat_b < len(self.b_first):
+            self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
+        leave = self._leave
+        nb = len(self.b_first)
+        if self._mat_b < nb:
             idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
-            self._leave[idx] = np.asarray(self.b_end[self._mat_b :])[run] + self.request_delay(idx)
-            self._mat_b = len(self.b_first)
+            t = np.asarray(self.b_end[self._mat_b :])[run] + self.request_delay(idx)
+            leave[idx] = t
+            run += self._mat_b
+            self._batch_of[idx] = run
+            self._note_sojourn(t - self.arrivals[idx])
+            self._mat_b = nb
         if self._mat_d < len(self.d_first):
             idx, _ = expand_runs(self.d_first[self._mat_d :], self.d_n[self._mat_d :])
-            self._leave[idx] = self.arrivals[idx] + (self.timeout or 0.0)
+            leave[idx] = self.arrivals[idx] + (self.timeout or 0.0)
+            self._max_sojourn = max(self._max_sojourn, self.timeout or 0.0)
             self._mat_d = len(self.d_first)
-        return self._leave
+        return leave
+
+    def batch_of(self) -> np.ndarray:
+        """Per request, the index of its batch in the batch log (-1: none yet, or
+        dropped); materialised with ``leave_times``."""
+        self.leave_times()
+        assert self._batch_of is not None
+        return self._batch_of
+
+    def _note_sojourn(self, sojourn: np.ndarray) -> None:
+        if sojourn.size:
+            top = float(np.max(sojourn, initial=-math.inf, where=np.isfinite(sojourn)))
+            if top > self._max_sojourn:
+                self._max_sojourn = top
+
+    def _batch_ended(self, idx: int) -> None:
+        """Batch ``idx``'s end (``b_end[idx]``) became known after its start (kernel mode)."""
+        if self._leave is None or idx >= self._mat_b:
+            return  # filled when the leave times are next materialised
+        f, n = self.b_first[idx], self.b_n[idx]
+        t = self.b_end[idx] + self.request_delay(slice(f, f + n))
+        self._leave[f : f + n] = t
+        self._note_sojourn(np.asarray(t - self.arrivals[f : f + n], dtype=float).reshape(-1))
+
+    def _oldest_in_system(self, t0: float, now: float) -> int:
+        """Index of the first request that may be in the system at some time >= ``t0``
+        (s), at simulated time ``now``: every request before it left by ``t0``. Exact: a
+        request that has left did so within the longest sojourn seen so far, and
+        ``_gone`` (monotone in ``now``) is the first request that had not left by
+        ``now``. Call after ``leave_times()``."""
+        leave = self._leave
+        assert leave is not None
+        g, head = self._gone, self.head
+        while g < head and leave[g] <= now:
+            g += 1
+        self._gone = g
+        if self._max_sojourn == -math.inf:
+            return g
+        return min(g, bisect_left(self._arr, t0 - self._max_sojourn))
 
     def concurrency_seconds(self, t0: float, t1: float) -> float:
         """Request-seconds spent in the system (queued or in service) during (t0, t1]:
-        the integral of concurrency, for time-weighted averages (call after advance(t1))."""
+        the integral of concurrency, for time-weighted averages (call after advance(t1),
+        with t1 the current simulated time or earlier)."""
         if t1 <= t0:
             return 0.0
-        leave = self._materialize()
-        horizon = (self.timeout if self.timeout is not None else 600.0) + 120.0
-        lo = bisect_left(self._arr, t0 - horizon)
+        leave = self.leave_times()
+        lo = self._oldest_in_system(t0, max(t1, self.synced_to))
         hi = bisect_right(self._arr, t1)
         a = self.arrivals[lo:hi]
         e = np.nan_to_num(leave[lo:hi], nan=np.inf)
         return float(np.clip(np.minimum(e, t1) - np.maximum(a, t0), 0.0, None).sum())
 
     # ---- the hot loop ----------------------------------------------------------
-    def _draw_noise(self) -> None:
-        self._noise = self.noise(NOISE_BLOCK).tolist()
-        self._noise_i = 0
+    def _refill_noise(self) -> None:
+        """Make ``_noise`` list the next unused factors (up to a block; at least one),
+        drawing a new block when the buffer is used up. Call with ``_noise_i`` at the
+        first unused factor of the current list; it is reset to 0."""
+        pos = self._noise_base + self._noise_i
+        if pos >= self._noise_buf.size:
+            self._noise_buf = np.asarray(self.noise(NOISE_BLOCK), dtype=float)
+            pos = 0
+        self._noise = self._noise_buf[pos : pos + NOISE_BLOCK].tolist()
+        self._noise_base, self._noise_i = pos, 0
+
+    def _peek_noise(self, n: int) -> np.ndarray:
+        """The next ``n`` unused noise factors, drawing blocks as needed; consumes none
+        (the caller adds what it uses to ``_noise_i``). The same sequence as one factor at
+        a time: factors are drawn in blocks, in order, whoever reads them."""
+        pos = self._noise_base + self._noise_i
+        have = self._noise_buf.size - pos
+        if have < n:
+            parts = [self._noise_buf[pos:]]
+            while have < n:
+                block = np.asarray(self.noise(NOISE_BLOCK), dtype=float)
+                parts.append(block)
+                have += block.size
+            self._noise_buf = np.concatenate(parts)
+            self._noise, self._noise_base, self._noise_i = [], 0, 0  # listed when needed
+            pos = 0
+        return self._noise_buf[pos : pos + n]
 
     def advance(self, until: float) -> None:
         """Start every batch whose start time is <= ``until`` (s)."""
-        self.synced_to = max(self.synced_to, until)
+        if until > self.synced_to:
+            self.synced_to = until
         servers = self.servers
         if not servers:
             self.expire(until)  # no pod: requests still time out while they wait
             return
+        if self.head >= len(self._arr):
+            return
+        if (
+            self.fast_paths
+            and len(servers) == 1
+            and not self.event_driven
+            and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
+        ):
+            self._advance_one(until)
+        else:
+            self._advance_many(until)
+
+    def _advance_one(self, until: float) -> None:
+        """``advance`` for a function with one pod and no batch-fill wait: the same rule,
+        with the pod's state in local variables, and stretches where the pod is idle at
+        each arrival done in bulk (``_idle_run``)."""
+        srv = self.servers[0]
         arr = self._arr
         n = len(arr)
         head = self.head
-        if head >= n:
-            return
+        free = srv.free_at
+        table = srv.table
+        max_batch = len(table) - 1
+        last_full = n - max_batch  # from here on a batch may reach the end of the arrivals
+        overhead, timeout = self.overhead, self.timeout
+        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
+        b_end = self.b_end.append
+        noise, ni = self._noise, self._noise_i
+        n_noise = len(noise)
+        nb = srv.last_n
+        while head < n:
+            if free > until:
+                break
+            a0 = arr[head]
+            if free <= a0:  # the pod is idle when the head arrives: start at its arrival
+                if a0 > until:
+                    break
+                if self._run_cool:
+                    self._run_cool -= 1
+                else:
+                    self._flush_pod(srv.pod_id)
+                    self._noise_i = ni
+                    got, end = self._idle_run(srv, head, until, free)
+                    noise, ni = self._noise, self._noise_i
+                    n_noise = len(noise)
+                    if got:
+                        head += got
+                        free, nb = end, 1
+                        continue
+                start = a0
+            else:
+                start = free
+                if timeout is not None and a0 < start - timeout:
+                    j = bisect_left(arr, start - timeout, head)
+                    self._drop(head, j - head, arr, timeout)
+                    head = j
+                    continue
+            k = bisect_right(arr, start, head, head + max_batch if head < last_full else n)
+            nb = k - head
+            if ni >= n_noise:
+                self._noise_i = ni
+                self._refill_noise()
+                noise, ni = self._noise, 0
+                n_noise = len(noise)
+            free = start + table[nb] * noise[ni] + overhead
+            ni += 1
+            b_first(head)
+            b_n(nb)
+            b_start(start)
+            b_end(free)
+            head = k
+        self._flush_pod(srv.pod_id)
+        srv.free_at = free
+        srv.last_n = nb
+        self.head = head
+        self._noise_i = ni
+
+    def _flush_pod(self, pod_id: int) -> None:
+        """Log ``pod_id`` as the pod of the batches logged without one (``_advance_one``
+        leaves the pod column out of its loop: it is the same for all its batches)."""
+        missing = len(self.b_first) - len(self.b_pod)
+        if missing > 0:
+            self.b_pod.extend([pod_id] * missing)
+
+    def _idle_run(self, srv: Server, head: int, until: float, free: float) -> tuple[int, float]:
+        """Bulk-start the stretch of requests from ``head`` that each arrive while the lone
+        pod is idle (free at ``free`` <= the head's arrival) and that are alone in their
+        batch: request i starts at its arrival a_i, ends at a_i + L(1) x noise_i +
+        overhead, and the next one arrives after that end and after a_i. Only requests
+        arriving by ``until``. Returns (requests started, the last one's end); (0, nan)
+        when the stretch is too short to be worth it (the loop then takes one step).
+        Bit-identical to the one-at-a-time loop: same arithmetic, same noise order."""
+        n = len(self._arr)
+        chunk = self._run_chunk
+        hi = bisect_right(self._arr, until, head, min(n, head + chunk))
+        c = hi - head
+        if c < IDLE_RUN_MIN:
+            self._run_cool = IDLE_COOL
+            return 0, math.nan
+        a = self.arrivals[head:hi]
+        t1 = srv.table[1]
+        end = a + t1 * self._peek_noise(c) + self.overhead
+        late = end[:-1] > a[1:]  # request i + 1 arrives before request i has ended
+        j = int(np.argmax(late)) + 1 if late.any() else c
+        if len(srv.table) > 2:
+            # request i would share its batch with request i + 1 arriving at the same time
+            tie = a[1:] <= a[:-1]
+            if tie.any():
+                j = min(j, int(np.argmax(tie)))
+            if hi < n and self._arr[hi] <= a[-1]:
+                j = min(j, c - 1)
+        if j < IDLE_RUN_MIN:
+            self._run_cool = IDLE_COOL
+            self._run_chunk = IDLE_CHUNK_MIN
+            return 0, math.nan
+        self._run_chunk = min(IDLE_CHUNK_MAX, chunk * 2) if j == hi - head else IDLE_CHUNK_MIN
+        self.b_first.extend(range(head, head + j))
+        self.b_n.extend([1] * j)
+        self.b_start.extend(self._arr[head : head + j])
+        self.b_end.extend(end[:j].tolist())
+        self.b_pod.extend([srv.pod_id] * j)
+        self._noise_i += j
+        return j, float(end[j - 1])
+
+    def _advance_many(self, until: float) -> None:
+        """``advance`` in general: several pods, batch-fill waits, kernel mode."""
+        servers = self.servers
+        arr = self._arr
+        n = len(arr)
+        head = self.head
         max_wait, overhead = self.max_wait, self.overhead
         timeout = self.timeout
-        b_first, b_n, b_start, b_end, b_pod = (
-            self.b_first,
-            self.b_n,
-            self.b_start,
-            self.b_end,
-            self.b_pod,
-        )
+        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
+        b_end, b_pod = self.b_end.append, self.b_pod.append
         noise, ni = self._noise, self._noise_i
         event_driven = self.event_driven
         single = servers[0] if len(servers) == 1 else None
@@ -258,27 +473,31 @@ class FunctionQueue:
                 continue
             if start > until:
                 if event_driven:
+                    self._noise_i = ni
                     self._wake(start)
                 break
             hi = head + max_batch
             k = bisect_right(arr, start, head, hi if hi < n else n)
             nb = k - head
             if ni >= len(noise):
-                self._draw_noise()
+                self._noise_i = ni
+                self._refill_noise()
                 noise, ni = self._noise, 0
             gpu_s = srv.table[nb] * noise[ni]
             ni += 1
             if event_driven:  # the batch's end comes from its GPU's scheduler later
                 self.head = k
+                self._noise_i = ni
                 self._start(srv, head, nb, start, gpu_s)
+                noise, ni = self._noise, self._noise_i
                 head = k
                 continue
             end = start + gpu_s + overhead
-            b_first.append(head)
-            b_n.append(nb)
-            b_start.append(start)
-            b_end.append(end)
-            b_pod.append(srv.pod_id)
+            b_first(head)
+            b_n(nb)
+            b_start(start)
+            b_end(end)
+            b_pod(srv.pod_id)
             srv.free_at = end
             srv.last_n = nb
             head = k

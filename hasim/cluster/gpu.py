@@ -97,6 +97,7 @@ class Gpu:
     rows: list[Row] = field(default_factory=list)
     mem_used_mb: float = 0.0
     rects: dict[int, tuple[Pod, Rect]] = field(default_factory=dict)
+    n_pods: int = 0  # pods placed on this GPU (rows and rectangles)
 
     def __post_init__(self) -> None:
         if not self.rows:
@@ -108,7 +109,7 @@ class Gpu:
 
     @property
     def used(self) -> bool:
-        return bool(self.rects) or any(r.pods for r in self.rows)
+        return self.n_pods > 0
 
     @property
     def sm_used(self) -> float:
@@ -141,6 +142,7 @@ class Gpu:
         if not r.pods:
             r.sm_pct = pod.sm_pct
         r.pods.append(pod)
+        self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
         pod.gpu, pod.row = self, row
 
@@ -158,10 +160,12 @@ class Gpu:
         if not self.fits_rect(rect, pod.mem_mb):
             raise RuntimeError(f"pod {pod.id} does not fit GPU {self.id} at {rect}")
         self.rects[pod.id] = (pod, rect)
+        self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
         pod.gpu, pod.row = self, -1
 
     def remove(self, pod: Pod) -> None:
+        self.n_pods -= 1
         if pod.id in self.rects:
             del self.rects[pod.id]
             self.mem_used_mb -= pod.mem_mb
@@ -205,5 +209,6 @@ class Gpu:
             for b in boxes[i + 1 :]:
                 assert not overlaps(a, b), f"GPU {self.id}: boxes {a} and {b} overlap"
         mem = sum(p.mem_mb for p in self.pods)
+        assert self.n_pods == len(self.pods), "pod count drifted"
         assert abs(mem - self.mem_used_mb) < 1e-3, "memory book-keeping drifted"
         assert mem <= self.type.memory_mb + 1e-6, f"GPU {self.id}: memory {mem} > capacity"

@@ -290,11 +290,7 @@ class KernelQueue(FunctionQueue):
         """The pod's batch ended at ``end`` (s): log it, free the pod, serve the queue."""
         idx = srv.batch
         self.b_end[idx] = end
-        if hasattr(self, "_leave") and idx < self._mat_b:
-            f = self.b_first[idx]
-            self._leave[f : f + self.b_n[idx]] = end + self.request_delay(
-                slice(f, f + self.b_n[idx])
-            )
+        self._batch_ended(idx)
         srv.free_at = end
         srv.batch = -1
         done, srv.done = srv.done, None
@@ -323,4 +319,7 @@ class KernelQueue(FunctionQueue):
 
     def finalize(self) -> None:
         """At the end of a run: batches still running have an unknown end (nan)."""
-        self.b_end[:] = [math.nan if e == math.inf else e for e in self.b_end]
+        for i, e in enumerate(self.b_end):
+            if e == math.inf:
+                self.b_end[i] = math.nan
+                self._batch_ended(i)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hasim.cluster.gpu import Gpu
+from hasim.cluster.gpu import EPS, Gpu
 
 
 def first_fit_rows(
@@ -25,16 +25,16 @@ def first_fit_rows(
             if not g.used and mem_mb <= g.type.memory_mb:
                 return g, 0
         return None
-    used = [g for g in gpus if g.used]
+    used = [g for g in gpus if g.n_pods]
     for g in used:
         for i, r in enumerate(g.rows):
-            if r.pods and g.fits(i, sm_pct, quota, mem_mb):
+            if r.pods and abs(r.sm_pct - sm_pct) < EPS and g.fits(i, sm_pct, quota, mem_mb):
                 return g, i
     for g in used:
         for i, r in enumerate(g.rows):
             if not r.pods and g.fits(i, sm_pct, quota, mem_mb):
                 return g, i
     for g in gpus:
-        if not g.used and g.fits(0, sm_pct, quota, mem_mb):
+        if not g.n_pods and g.fits(0, sm_pct, quota, mem_mb):
             return g, 0
     return None

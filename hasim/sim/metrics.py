@@ -23,85 +23,88 @@ STATUSES = ["completed", "dropped", "in_flight"]
 REASONS = ["", "timeout"]
 
 
-def request_arrays(q: FunctionQueue, end: float) -> dict[str, np.ndarray]:
-    """Per-request columns of one function."""
-    arr = q.arrivals
-    n = arr.size
-    start = np.full(n, np.nan)
-    finish = np.full(n, np.nan)
-    pod = np.full(n, -1, dtype=np.int32)
-    batch = np.zeros(n, dtype=np.int16)
-    status = np.full(n, 2, dtype=np.int8)  # in_flight
-    reason = np.zeros(n, dtype=np.int8)
+COLUMNS = ("arrival", "start", "finish", "pod", "batch", "status", "reason")
+_DTYPES = {
+    "arrival": np.float64,
+    "start": np.float64,
+    "finish": np.float64,
+    "pod": np.int32,
+    "batch": np.int16,
+    "status": np.int8,
+    "reason": np.int8,
+}
+
+
+def request_arrays(
+    q: FunctionQueue, end: float, out: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-request columns of one function (``finish``: ``FunctionQueue.leave_times``;
+    ``status``/``reason``: codes into STATUSES/REASONS), written into ``out`` (arrays of
+    the function's length, e.g. slices of the run's columns) when given."""
+    n = q.arrivals.size
+    if out is None:
+        out = {k: np.empty(n, dtype=t) for k, t in _DTYPES.items()}
+    out["arrival"][:] = q.arrivals
+    finish = out["finish"]
+    finish[:] = q.leave_times()
+    status, reason = out["status"], out["reason"]
+    status.fill(STATUSES.index("in_flight"))
+    reason.fill(0)
+    start, pod, batch = out["start"], out["pod"], out["batch"]
     if q.b_first:
-        idx, run = expand_runs(q.b_first, q.b_n)
-        start[idx] = np.asarray(q.b_start)[run]
-        finish[idx] = np.asarray(q.b_end)[run] + q.request_delay(idx)
-        pod[idx] = np.asarray(q.b_pod, dtype=np.int32)[run]
-        batch[idx] = np.asarray(q.b_n, dtype=np.int16)[run]
-        status[idx] = np.where(finish[idx] <= end, 0, 2)
+        b = q.batch_of()
+        has = b >= 0
+        run = b[has]
+        start.fill(np.nan)
+        start[has] = np.asarray(q.b_start)[run]
+        pod.fill(-1)
+        pod[has] = np.asarray(q.b_pod, dtype=np.int32)[run]
+        batch.fill(0)
+        batch[has] = np.asarray(q.b_n, dtype=np.int16)[run]
+        status[has] = np.where(finish[has] <= end, 0, 2)
+    else:
+        start.fill(np.nan)
+        pod.fill(-1)
+        batch.fill(0)
     if q.d_first:
         idx, _ = expand_runs(q.d_first, q.d_n)
-        status[idx] = 1
+        status[idx] = STATUSES.index("dropped")
         reason[idx] = REASONS.index("timeout")
-        finish[idx] = arr[idx] + (q.timeout or 0.0)
-    return {
-        "arrival": arr,
-        "start": start,
-        "finish": finish,
-        "pod": pod,
-        "batch": batch,
-        "status": status,
-        "reason": reason,
-    }
+    return out
 
 
 def requests_frame(sim: Simulation, slos: dict[str, float]) -> pd.DataFrame:
-    """One row per request of the run (all functions)."""
+    """One row per request of the run (all functions), functions in workload order."""
     names = [f.name for f in sim.workload.functions]
-    parts = []
-    for code, name in enumerate(names):
-        cols = request_arrays(sim.queues[name], sim.end_time)
-        cols["function"] = np.full(cols["arrival"].size, code, dtype=np.int32)
-        cols["slo_s"] = np.full(cols["arrival"].size, slos[name])
-        parts.append(cols)
-    if parts:
-        data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    else:
-        data = {
-            k: np.empty(0)
-            for k in (
-                "arrival",
-                "start",
-                "finish",
-                "pod",
-                "batch",
-                "status",
-                "reason",
-                "function",
-                "slo_s",
-            )
-        }
-    df = pd.DataFrame(
+    sizes = np.array([sim.queues[n].arrivals.size for n in names], dtype=np.int64)
+    total = int(sizes.sum())
+    data = {k: np.empty(total, dtype=t) for k, t in _DTYPES.items()}
+    at = 0
+    for name, size in zip(names, sizes.tolist(), strict=True):
+        part = {k: v[at : at + size] for k, v in data.items()}
+        request_arrays(sim.queues[name], sim.end_time, part)
+        at += size
+    code = np.repeat(np.arange(len(names), dtype=np.int32), sizes)
+    status, arrival = data["status"], data["arrival"]
+    latency = data["finish"] - arrival
+    latency[status != STATUSES.index("completed")] = np.nan
+    wait = data["start"] - arrival
+    return pd.DataFrame(
         {
-            "function": pd.Categorical.from_codes(
-                data["function"].astype(np.int32), categories=names
-            ),
-            "arrival": data["arrival"],
+            "function": pd.Categorical.from_codes(code, categories=names, validate=False),
+            "arrival": arrival,
             "start": data["start"],
             "finish": data["finish"],
             "pod": data["pod"],
             "batch": data["batch"],
-            "status": pd.Categorical.from_codes(
-                data["status"].astype(np.int8), categories=STATUSES
-            ),
-            "reason": pd.Categorical.from_codes(data["reason"].astype(np.int8), categories=REASONS),
-            "slo_s": data["slo_s"],
-        }
+            "status": pd.Categorical.from_codes(status, categories=STATUSES, validate=False),
+            "reason": pd.Categorical.from_codes(data["reason"], categories=REASONS, validate=False),
+            "slo_s": np.repeat(np.array([slos[n] for n in names], dtype=float), sizes),
+            "latency": latency,
+            "wait": wait,
+        },
+        copy=False,
     )
-    df["latency"] = np.where(df["status"] == "completed", df["finish"] - df["arrival"], np.nan)
-    df["wait"] = df["start"] - df["arrival"]
-    return df
 
 
 def _lat_stats(lat: np.ndarray) -> dict[str, float]:
@@ -163,9 +166,13 @@ def usage_frame(alloc: pd.DataFrame, period: float, end: float) -> pd.DataFrame:
     t = np.concatenate([alloc["t_start"].to_numpy(), alloc["t_end"].to_numpy()])
     order = np.argsort(t, kind="stable")
     idx = np.searchsorted(t[order], times, side="right") - 1
-    cols = {"pods": np.ones(len(alloc)), "sm_pct_sum": alloc["sm_pct"].to_numpy(),
-            "quota_sum": alloc["quota"].to_numpy(), "share": alloc["share"].to_numpy(),
-            "mem_mb": alloc["mem_mb"].to_numpy()}
+    cols = {
+        "pods": np.ones(len(alloc)),
+        "sm_pct_sum": alloc["sm_pct"].to_numpy(),
+        "quota_sum": alloc["quota"].to_numpy(),
+        "share": alloc["share"].to_numpy(),
+        "mem_mb": alloc["mem_mb"].to_numpy(),
+    }
     for name, x in cols.items():
         x = np.asarray(x, dtype=float)
         level = np.cumsum(np.concatenate([x, -x])[order])
@@ -199,9 +206,9 @@ def summarize(
 ) -> dict[str, object]:
     """The run's headline numbers (the keys of summary.json)."""
     end = sim.end_time
-    status = req["status"].to_numpy()
-    done = status == "completed"
-    dropped = status == "dropped"
+    status = req["status"].cat.codes.to_numpy()
+    done = status == STATUSES.index("completed")
+    dropped = status == STATUSES.index("dropped")
     lat = req["latency"].to_numpy()[done]
     viol = int((lat > req["slo_s"].to_numpy()[done]).sum()) + int(dropped.sum())
     judged = int(done.sum() + dropped.sum())
@@ -214,7 +221,7 @@ def summarize(
         "requests_total": int(len(req)),
         "completed": int(done.sum()),
         "dropped": int(dropped.sum()),
-        "in_flight": int((status == "in_flight").sum()),
+        "in_flight": int((status == STATUSES.index("in_flight")).sum()),
         "duration_s": float(sim.workload.duration_s),
         "simulated_s": float(end),
         "throughput_rps": float(done.sum() / horizon) if horizon > 0 else 0.0,
@@ -244,47 +251,49 @@ def summarize(
 
 
 def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) -> pd.DataFrame:
-    """Per-function metrics."""
-    g = req.groupby("function", observed=False)
-    done = req["status"] == "completed"
+    """Per-function metrics (``req`` as made by ``requests_frame``: functions in workload
+    order, each function's rows together)."""
+    names = [f.name for f in sim.workload.functions]
+    code = req["function"].cat.codes.to_numpy()
+    status = req["status"].cat.codes.to_numpy()
+    lat = req["latency"].to_numpy()
+    slo = req["slo_s"].to_numpy()
+    k = len(names)
+    done = status == STATUSES.index("completed")
+    dropped = status == STATUSES.index("dropped")
+    count = np.bincount(code, minlength=k)
+    if code.size and not (np.diff(code) >= 0).all():
+        raise ValueError("functions_frame needs each function's requests together")
+    bounds = np.concatenate([[0], np.cumsum(count)])
+    stats = np.full((k, 3), np.nan)
+    for i in range(k):
+        x = lat[bounds[i] : bounds[i + 1]]
+        x = x[~np.isnan(x)]
+        if x.size:
+            stats[i, 0] = x.mean()
+            stats[i, 1:] = np.percentile(x, [95, 99])
+    completed = np.bincount(code, weights=done, minlength=k).astype(np.int64)
+    n_dropped = np.bincount(code, weights=dropped, minlength=k).astype(np.int64)
+    viol = np.bincount(code, weights=(done & (lat > slo)) | dropped, minlength=k)
+    judged = np.clip(completed + n_dropped, 1, None)
+    pods = pd.Series([p.function for p in sim.pods.values()], dtype=object).value_counts()
     frame = pd.DataFrame(
         {
-            "model": [sim.specs[f].model for f in g.groups],
-            "slo_s": [slos[f] for f in g.groups],
-            "requests": g.size().to_numpy(),
-        },
-        index=list(g.groups),
+            "function": names,
+            "model": [sim.specs[f].model for f in names],
+            "slo_s": [slos[f] for f in names],
+            "requests": count.astype(np.int64),
+            "completed": completed,
+            "dropped": n_dropped,
+            "latency_mean_s": stats[:, 0],
+            "latency_p95_s": stats[:, 1],
+            "latency_p99_s": stats[:, 2],
+            "slo_violation_rate": viol / judged,
+            "throughput_rps": completed / max(sim.workload.duration_s, 1e-9),
+            "pods_created": pods.reindex(names).fillna(0).astype(int).to_numpy(),
+        }
     )
-    frame["completed"] = (
-        done.groupby(req["function"], observed=False).sum().reindex(frame.index).to_numpy()
-    )
-    frame["dropped"] = (
-        (req["status"] == "dropped")
-        .groupby(req["function"], observed=False)
-        .sum()
-        .reindex(frame.index)
-        .to_numpy()
-    )
-    lat = req["latency"]
-    gl = lat.groupby(req["function"], observed=False)
-    frame["latency_mean_s"] = gl.mean().reindex(frame.index).to_numpy()
-    frame["latency_p95_s"] = gl.quantile(0.95).reindex(frame.index).to_numpy()
-    frame["latency_p99_s"] = gl.quantile(0.99).reindex(frame.index).to_numpy()
-    viol = ((lat > req["slo_s"]) & done) | (req["status"] == "dropped")
-    judged = done | (req["status"] == "dropped")
-    frame["slo_violation_rate"] = (
-        (
-            viol.groupby(req["function"], observed=False).sum()
-            / judged.groupby(req["function"], observed=False).sum().clip(lower=1)
-        )
-        .reindex(frame.index)
-        .to_numpy()
-    )
-    frame["throughput_rps"] = frame["completed"] / max(sim.workload.duration_s, 1e-9)
-    pods = pd.Series([p.function for p in sim.pods.values()]).value_counts()
-    frame["pods_created"] = pods.reindex(frame.index).fillna(0).astype(int).to_numpy()
-    frame.index.name = "function"
-    return frame.reset_index()
+    return frame
 
 
 def slos(sim: Simulation) -> dict[str, float]:

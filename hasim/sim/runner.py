@@ -11,7 +11,6 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from hasim.analysis.plots import close, run_figure
 from hasim.autoscale.registry import AUTOSCALER_KINDS
 from hasim.config.schema import ClusterConfig, OutputConfig, SimConfig
 from hasim.config.typed import pick_kind, to_typed
@@ -211,6 +210,8 @@ def run_config(
             )
         figures = {}
         if ocfg.plot:
+            from hasim.analysis.plots import run_figure  # matplotlib only when plotting
+
             figures["plot.png"] = run_figure(requests, usage, f"{cfg.name} / {name}")
         try:
             result.path = write_run(
@@ -222,8 +223,11 @@ def run_config(
                 files,
             )
         finally:
-            for fig in figures.values():
-                close(fig)
+            if figures:
+                from hasim.analysis.plots import close
+
+                for fig in figures.values():
+                    close(fig)
     if not ocfg.quiet:
         print(format_summary(result))
     return result

@@ -1,0 +1,95 @@
+"""The array data plane (hasim.cluster.gateway): the lone-pod loop and its idle fast path
+give exactly what the general loop gives; leave times, in-flight counts and
+concurrency integrals are exact however long requests stay (no look-back horizon)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hasim.cluster.gateway import FunctionQueue
+
+
+def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) -> FunctionQueue:
+    rng = np.random.default_rng(seed)
+    return FunctionQueue(
+        name="f",
+        arrivals=np.asarray(arrivals, dtype=float),
+        max_wait=0.0,
+        timeout=timeout,
+        overhead=overhead,
+        delay=delay,
+        noise=lambda n: rng.lognormal(0.0, cv, n),
+    )
+
+
+def run(q: FunctionQueue, table, steps) -> FunctionQueue:
+    q.add_server(7, 0.0, list(table))
+    for t in steps:
+        q.advance(t)
+    q.advance(math.inf)
+    q.expire(math.inf)
+    return q
+
+
+def logs(q: FunctionQueue):
+    return (q.b_first, q.b_n, q.b_start, q.b_end, q.b_pod, q.d_first, q.d_n, q.d_time)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(
+        st.one_of(st.floats(0.0, 0.5), st.just(0.0), st.floats(0.5, 30.0)), min_size=1, max_size=400
+    ),
+    lat=st.floats(0.001, 0.4),
+    batch=st.integers(1, 6),
+    timeout=st.one_of(st.none(), st.floats(0.05, 3.0)),
+    steps=st.lists(st.floats(0.0, 2000.0), max_size=6),
+    seed=st.integers(0, 5),
+)
+def test_lone_pod_loop_and_fast_path_match_the_general_loop(gaps, lat, batch, timeout, steps, seed):
+    arr = np.cumsum(gaps)
+    table = [0.0] + [lat * (1 + 0.3 * (b - 1)) for b in range(1, batch + 1)]
+    fast = run(queue(arr, timeout=timeout, overhead=0.01, seed=seed), table, sorted(steps))
+    slow = queue(arr, timeout=timeout, overhead=0.01, seed=seed)
+    slow.fast_paths = False
+    slow = run(slow, table, sorted(steps))
+    assert logs(fast) == logs(slow)
+    np.testing.assert_array_equal(fast.leave_times(), slow.leave_times())
+
+
+def test_the_fast_path_takes_idle_stretches_in_bulk():
+    arr = np.arange(5000) * 1.0  # one request a second, each served in 50 ms
+    q = run(queue(arr), [0.0, 0.05], [])
+    assert len(q.b_first) == 5000 and q._run_chunk > 64  # long stretches were taken whole
+    np.testing.assert_array_equal(q.b_start, arr)
+
+
+def brute_in_system(arr, leave, t0, t1):
+    """Request-seconds in the system during (t0, t1], one request at a time."""
+    total = 0.0
+    for a, e in zip(arr, leave, strict=True):
+        e = math.inf if math.isnan(e) else e
+        total += max(0.0, min(e, t1) - max(a, t0))
+    return total
+
+
+def test_concurrency_and_in_flight_are_exact_for_requests_older_than_any_horizon():
+    # 60 requests at t = 0..59 s on a pod that needs 40 s each, no timeout: the queue
+    # holds requests for up to ~2,400 s, far beyond the old (600 + 120) s look-back
+    arr = np.arange(60) * 1.0
+    q = queue(arr, delay=0.5, cv=0.0)
+    q.add_server(1, 0.0, [0.0, 40.0])
+    for now in (100.0, 900.0, 1500.0, 2000.0, 2300.0):
+        q.advance(now)
+        leave = q.leave_times()
+        for t0 in (0.0, now - 800.0, now - 60.0):
+            got = q.concurrency_seconds(t0, now)
+            want = brute_in_system(arr, leave, t0, now)
+            assert got == np.float64(want) or abs(got - want) < 1e-6 * max(1.0, want)
+        started_not_left = ((np.arange(60) < q.head) & ~(leave <= now)).sum()
+        assert q.in_flight(now) == started_not_left
+    assert q.concurrency_seconds(2000.0, 2300.0) > 0.0  # the oldest waiting ones still count
