@@ -154,13 +154,13 @@ class FakeCluster:
                 self.pod_objs[pid] = p
             elif isinstance(a, UpdateQuota):
                 p = self.pod_objs[a.pod]
-                if not p.gpu.can_set_quota(p, a.quota):
+                if not self.gpu_objs[p.gpu_id].can_set_quota(p, a.quota):
                     self.failed.append(a)
                     continue
-                p.gpu.set_quota(p, a.quota)
+                self.gpu_objs[p.gpu_id].set_quota(p, a.quota)
             elif isinstance(a, DeletePod):
                 p = self.pod_objs[a.pod]
-                p.gpu.remove(p)
+                self.gpu_objs[p.gpu_id].remove(p)
                 p.state = PodState.REMOVED
         for g in self.gpu_objs:
             g.check()
@@ -334,7 +334,7 @@ def test_first_pod_at_first_arrival_in_simulation_and_no_decisions_until_ready()
     sim, req = simulate(w, has(), latency=StubLatency(0.02, "deterministic"))
     creates = [a for a in sim.logs.actions if a["action"] == "CreatePod"]
     assert creates[0]["time"] == pytest.approx(3.3) and creates[0]["ok"]
-    assert sim.pods[0].gpu.id == 0 and sim.pods[0].sm_pct == 30.0
+    assert sim.pods[0].gpu_id == 0 and sim.pods[0].sm_pct == 30.0
     assert (req["status"] == "completed").all()
 
     # while the only pod is starting, no scaling decision is made for the function
@@ -365,9 +365,9 @@ def test_rising_load_is_absorbed_by_quota_first():
                 # pods has no quota left after this decision's vertical step
                 new = {a.gpu * 10 + a.row for a in creates}
                 for p in f.live("f"):
-                    key = p.gpu.id * 10 + p.row
+                    key = p.gpu_id * 10 + p.row
                     if p.id < len(f.pod_objs) - len(creates) and key not in new:
-                        assert p.gpu.rows[p.row].free_quota < 1e-6
+                        assert f.gpu_objs[p.gpu_id].rows[p.row].free_quota < 1e-6
             quotas.append(sorted(p.quota for p in f.live("f")))
             t += 2.0
     assert not f.failed
@@ -399,7 +399,7 @@ def test_horizontal_uses_empty_row_with_optimal_sm_then_new_gpu():
     assert not f.failed
     # pod 1 sits in the first pod's GPU's empty row with optimalSM(resnet, D) = 50 or 30
     second = f.pod_objs[1]
-    assert second.gpu.id == 0 and second.row == 1 and second.sm_pct in (30.0, 50.0)
+    assert second.gpu_id == 0 and second.row == 1 and second.sm_pct in (30.0, 50.0)
     assert second.quota == pytest.approx(1.0)  # the most capacity in a free row
     # once GPU 0's rows are full: an unused GPU with the most efficient config, here the
     # default (30 %, 0.3) as batch 4 never reaches 35 req/s; later growth there is again
@@ -407,7 +407,7 @@ def test_horizontal_uses_empty_row_with_optimal_sm_then_new_gpu():
     creates = [a for _, a in f.log if isinstance(a, CreatePod)]
     on_new = [a for a in creates if a.gpu == 1]
     assert (on_new[0].sm_pct, on_new[0].quota, on_new[0].row) == (30.0, 0.3, 0)
-    assert len(pods) == 4 and {p.gpu.id for p in pods} == {0, 1}
+    assert len(pods) == 4 and {p.gpu_id for p in pods} == {0, 1}
 
 
 # ---- scale-down ---------------------------------------------------------------------------

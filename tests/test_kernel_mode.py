@@ -257,7 +257,7 @@ def test_pods_sharing_sms_interact():
     sb, rb = simulate(both, static(sm=100, quota=0.5), **kw)
     sk, rk = simulate(both, static(sm=100, quota=0.5), "kernel", **kw)
     _, ra = simulate(alone, static(sm=100, quota=0.5), "kernel", **kw)
-    assert [(p.gpu.id, p.row) for p in sk.pods.values()] == [(0, 0), (0, 0)]
+    assert [(p.gpu_id, p.row) for p in sk.pods.values()] == [(0, 0), (0, 0)]
     lat = {
         "batch": rb[rb["function"] == "a"]["latency"].mean(),
         "kernel": rk[rk["function"] == "a"]["latency"].mean(),

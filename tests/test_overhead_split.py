@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hasim.autoscale.kpa import pod_overhead
 from hasim.config.schema import ClusterConfig
 from hasim.errors import InputError
 from hasim.workload.base import FunctionSpec, Workload
@@ -55,16 +54,15 @@ def test_the_ends_match_overhead_holds_pod(fidelity, holds):
 
 
 def test_pod_overhead_follows_the_split_and_rejects_out_of_range():
-    assert pod_overhead(ClusterConfig(overhead=0.07)) == 0.0
-    assert pod_overhead(ClusterConfig(overhead=0.07, overhead_holds_pod=True)) == 0.07
+    assert ClusterConfig(overhead=0.07).pod_overhead_s() == 0.0
+    assert ClusterConfig(overhead=0.07, overhead_holds_pod=True).pod_overhead_s() == 0.07
     # the split wins over the flag
-    assert pod_overhead(ClusterConfig(overhead=0.07, overhead_held_s=0.02)) == 0.02
-    assert pod_overhead(
-        ClusterConfig(overhead=0.07, overhead_holds_pod=True, overhead_held_s=0.02)
-    ) == pytest.approx(0.02)
+    assert ClusterConfig(overhead=0.07, overhead_held_s=0.02).pod_overhead_s() == 0.02
+    both = ClusterConfig(overhead=0.07, overhead_holds_pod=True, overhead_held_s=0.02)
+    assert both.pod_overhead_s() == pytest.approx(0.02)
     for bad in (-0.01, 0.08):
         with pytest.raises(InputError, match="overhead_held_s"):
-            pod_overhead(ClusterConfig(overhead=0.07, overhead_held_s=bad))
+            ClusterConfig(overhead=0.07, overhead_held_s=bad).pod_overhead_s()
 
 
 def test_knob_reaches_the_run_config():

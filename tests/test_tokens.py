@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hasim.cluster.tokens import TokenScheduler
+from hasim.cluster.trace import KernelTrace
 from hasim.errors import HasimError, InputError
-from hasim.sim.perfetto import KernelTrace, write_chrome_trace
+from hasim.sim.perfetto import write_chrome_trace
 
 W = 0.040
 MS = 1e-3

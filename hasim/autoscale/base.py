@@ -5,14 +5,32 @@ every ``period_s`` simulated seconds (and once at t = 0) and applies the returne
 actions with their delays: a created pod serves after its cold-start phases; a quota
 update reaches the token scheduler after ``cluster.quota_delay``; a deleted pod stops
 taking batches at once and releases its GPU share when its running batch ends.
+
+``view.cause`` says why a call happens (``Call.TICK``: the periodic decision;
+``Call.WAKE``: between ticks, a function without pods got a request, only for policies
+with ``wake_on_arrival``; ``view.woken`` lists them). The view answers per function
+(``arrivals(name, t0, t1)``, ``pods(name)``) and, for policies that decide for all
+functions at once, with arrays indexed like ``view.functions()``
+(``arrival_counts``, ``pod_counts``, ``in_system_seconds``, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
+import numpy as np
+
 from hasim.workload.base import FunctionSpec
+
+
+class Call(StrEnum):
+    """Why ``decide`` is called: the periodic tick (and the first call, at t = 0) or a
+    wake between ticks (a function without pods got a request; ``wake_on_arrival``)."""
+
+    TICK = "tick"
+    WAKE = "wake"
 
 
 @dataclass(frozen=True)
@@ -87,13 +105,54 @@ class GpuInfo:
 
 
 class ClusterView(Protocol):
-    """Read-only view of the cluster handed to ``decide``."""
+    """Read-only view of the cluster handed to ``decide``. Arrays are indexed like
+    ``functions()``; ``fns`` arguments are int arrays of such indices."""
 
     now: float
+    cause: Call
+    woken: np.ndarray  # indices of the functions whose arrival woke this call (WAKE)
 
     def functions(self) -> list[FunctionSpec]: ...
 
-    def pods(self, function: str | None = None) -> list[PodInfo]: ...
+    def function_index(self, name: str) -> int:
+        """Position of function ``name`` in ``functions()``."""
+        ...
+
+    # ---- arrays over all functions ----------------------------------------------
+    def arrival_counts(self, t0: float, t1: float | None = None) -> np.ndarray:
+        """int64 per function: requests that arrived in (t0, t1] (t1: now; clipped to
+        now)."""
+        ...
+
+    def workload_arrivals(self) -> np.ndarray:
+        """int64 per function: all requests of the workload (static provisioning)."""
+        ...
+
+    def pod_counts(self, state: str) -> np.ndarray:
+        """int64 per function: its pods in ``state`` (starting, ready or draining)."""
+        ...
+
+    def in_system_seconds(self, fns: np.ndarray, t0: float, t1: float) -> np.ndarray:
+        """float64 per function of ``fns``: request-seconds spent queued or in service
+        during (t0, t1] (t1 <= now): the integral of the function's concurrency."""
+        ...
+
+    def queued_counts(self, fns: np.ndarray) -> np.ndarray:
+        """int64 per function of ``fns``: requests waiting at ``now``."""
+        ...
+
+    def in_flight_counts(self, fns: np.ndarray) -> np.ndarray:
+        """int64 per function of ``fns``: requests being served at ``now``."""
+        ...
+
+    # ---- per function and cluster-wide -----------------------------------------------
+    def pods(self, function: str | None = None) -> list[PodInfo]:
+        """Live pods (starting, ready, draining) of ``function`` (None: all), by id."""
+        ...
+
+    def pods_of(self, fn: int) -> list[PodInfo]:
+        """Live pods of the function at index ``fn``, by id."""
+        ...
 
     def gpus(self) -> list[GpuInfo]: ...
 

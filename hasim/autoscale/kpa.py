@@ -386,22 +386,6 @@ def actuate(
     return []
 
 
-def pod_overhead(cluster_cfg: ClusterConfig) -> float:
-    """Seconds per batch a pod is held besides its GPU time: ``overhead_held_s`` where
-    set (in [0, overhead]), else cluster.overhead when the cluster says the overhead
-    holds the pod (``overhead_holds_pod``), else 0."""
-    held = getattr(cluster_cfg, "overhead_held_s", None)
-    if held is not None:
-        if not 0.0 <= held <= cluster_cfg.overhead:
-            raise InputError(
-                f"cluster.overhead_held_s={held!r} is out of range",
-                expected=f"seconds in [0, cluster.overhead={cluster_cfg.overhead!r}]",
-            )
-        return float(held)
-    holds = getattr(cluster_cfg, "overhead_holds_pod", True)
-    return float(cluster_cfg.overhead) if holds else 0.0
-
-
 # ---- the autoscaler ---------------------------------------------------------------------
 
 
@@ -410,7 +394,8 @@ class KPAAutoscaler:
     an immediate tick when a function at zero scale gets a request (wake_on_arrival;
     the simulation's queue buffers requests meanwhile, as the activator does).
 
-    ``overhead`` (s per batch a pod is held besides its GPU time, see ``pod_overhead``)
+    ``overhead`` (s per batch a pod is held besides its GPU time,
+    ``ClusterConfig.pod_overhead_s``)
     enters only the startup_aware cap (``_startup_cap``)."""
 
     wake_on_arrival = True
@@ -527,5 +512,5 @@ class KPAAutoscaler:
 
 def build(cfg: KPAConfig, cluster_cfg: ClusterConfig) -> KPAAutoscaler:
     """The registry's factory: a KPA autoscaler with the cluster's default batch and the
-    per-batch time a pod is held besides the GPU (``pod_overhead``)."""
-    return KPAAutoscaler(cfg, cluster_cfg.max_batch, pod_overhead(cluster_cfg))
+    per-batch time a pod is held besides the GPU (``ClusterConfig.pod_overhead_s``)."""
+    return KPAAutoscaler(cfg, cluster_cfg.max_batch, cluster_cfg.pod_overhead_s())

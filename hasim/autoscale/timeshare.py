@@ -39,7 +39,6 @@ import math
 from dataclasses import dataclass
 
 from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, GpuInfo, PodInfo
-from hasim.autoscale.kpa import pod_overhead
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
 from hasim.errors import InputError
@@ -228,5 +227,5 @@ class TimeshareAutoscaler:
 
 def build(cfg: TimeshareConfig, cluster_cfg: ClusterConfig) -> TimeshareAutoscaler:
     """The registry's factory: time sharing with the cluster's batch and the per-batch
-    time a pod is held besides the GPU (``pod_overhead``)."""
-    return TimeshareAutoscaler(cfg, cluster_cfg.max_batch, pod_overhead(cluster_cfg))
+    time a pod is held besides the GPU (``ClusterConfig.pod_overhead_s``)."""
+    return TimeshareAutoscaler(cfg, cluster_cfg.max_batch, cluster_cfg.pod_overhead_s())

@@ -144,7 +144,7 @@ class Gpu:
         r.pods.append(pod)
         self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
-        pod.gpu, pod.row = self, row
+        pod.gpu_id, pod.row = self.id, row
 
     # ---- rectangle layout --------------------------------------------------------
     def fits_rect(self, rect: Rect, mem_mb: float, ignore: int | None = None) -> bool:
@@ -162,7 +162,7 @@ class Gpu:
         self.rects[pod.id] = (pod, rect)
         self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
-        pod.gpu, pod.row = self, -1
+        pod.gpu_id, pod.row = self.id, -1
 
     def remove(self, pod: Pod) -> None:
         self.n_pods -= 1

@@ -41,7 +41,7 @@ from hasim.cluster.gateway import FunctionQueue, Server
 from hasim.errors import InputError
 
 if TYPE_CHECKING:
-    from hasim.sim.perfetto import KernelTrace
+    from hasim.cluster.trace import KernelTrace
 
 P_DATA = 0  # SimPy priority of data-plane wakes: before lifecycle events at one instant
 

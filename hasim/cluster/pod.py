@@ -5,15 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hasim.config.schema import ColdStartConfig, DistConfig
 from hasim.errors import InputError
-
-if TYPE_CHECKING:
-    from hasim.cluster.gpu import Gpu
 
 PHASES: tuple[str, ...] = (
     "scheduling",
@@ -38,6 +34,8 @@ class Pod:
     sm_pct: SM partition in percent (fixed for the pod's life); quota: time quota as a
     fraction of the token window (changeable); batch: max batch size; mem_mb: GPU memory.
     Times are simulated seconds; ``phase_s`` holds each cold-start phase's duration.
+    gpu_id/row: where it is placed (-1: not placed; row -1: a rectangle-placed pod);
+    alloc_since: s since when its current allocation (SM, quota) is held (the cost basis).
     """
 
     id: int
@@ -50,12 +48,13 @@ class Pod:
     created_at: float
     exclusive: bool = False
     state: PodState = PodState.STARTING
-    gpu: Gpu | None = None
+    gpu_id: int = -1
     row: int = -1
     ready_at: float = math.nan
     delete_at: float = math.nan
     removed_at: float = math.nan
     phase_s: dict[str, float] = field(default_factory=dict)
+    alloc_since: float = math.nan
 
     @property
     def share(self) -> float:

@@ -65,8 +65,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from hasim.cluster.trace import KernelTrace
 from hasim.errors import HasimError, InputError
-from hasim.sim.perfetto import KernelTrace
 
 DISPATCH_PRIORITY = 2
 """SimPy priority of the token dispatch: after the normal events (1) of the same instant."""

@@ -85,6 +85,22 @@ class ClusterConfig:
     model_memory_mb: dict[str, float] = field(default_factory=dict)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
 
+    def pod_overhead_s(self) -> float:
+        """Seconds per batch a pod is held besides its GPU time: ``overhead_held_s`` where
+        set (in [0, overhead]), else ``overhead`` when ``overhead_holds_pod``, else 0.
+        The rest of ``overhead`` delays each request after its batch."""
+        held = self.overhead_held_s
+        if held is not None:
+            if not 0.0 <= held <= self.overhead:
+                from hasim.errors import InputError
+
+                raise InputError(
+                    f"cluster.overhead_held_s={held!r} is out of range",
+                    expected=f"seconds in [0, cluster.overhead={self.overhead!r}]",
+                )
+            return float(held)
+        return float(self.overhead) if self.overhead_holds_pod else 0.0
+
 
 @dataclass
 class SimConfig:

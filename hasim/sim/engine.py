@@ -18,6 +18,7 @@ Simulated time only: nothing reads the wall clock.
 from __future__ import annotations
 
 import functools
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,16 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from hasim.autoscale.base import (
-    Action,
-    Autoscaler,
-    CreatePod,
-    DeletePod,
-    GpuInfo,
-    PodInfo,
-    UpdateQuota,
-)
-from hasim.autoscale.kpa import pod_overhead
+from hasim.autoscale.base import Action, Autoscaler, Call, CreatePod, DeletePod, UpdateQuota
 from hasim.cluster.gateway import FunctionQueue
 from hasim.cluster.gpu import Gpu, gpu_type
 from hasim.cluster.kernel_plane import (
@@ -53,13 +45,15 @@ from hasim.config.schema import ClusterConfig, SimConfig
 from hasim.errors import HasimError, InputError
 from hasim.perf.base import LatencyModel, batch_table
 from hasim.sim.rng import Streams
+from hasim.sim.view import SimulationView, pod_info
 from hasim.workload.base import FunctionSpec, Workload
 
 if TYPE_CHECKING:
-    from hasim.sim.perfetto import KernelTrace
+    from hasim.cluster.trace import KernelTrace
 
 # SimPy event priorities within one instant (lower runs first)
 P_LIFECYCLE, P_DECIDE, P_SAMPLE = 1, 2, 3
+TICK_TOL_S = 1e-9  # a call this close before the next tick is that tick (s)
 
 
 def _at(env: simpy.Environment, delay: float, priority: int) -> simpy.Event:
@@ -144,9 +138,10 @@ class Simulation:
                 else None,
             )
         self.queues: dict[str, FunctionQueue] = {}
+        self.fn_index = {f.name: i for i, f in enumerate(workload.functions)}
         # overhead split: the part the pod's serving process holds per batch, the rest a
         # post-service delay per request (cluster.overhead_held_s / overhead_holds_pod)
-        held = pod_overhead(cluster)
+        held = cluster.pod_overhead_s()
         for f in workload.functions:
             rng = self.streams.get("service", f.name)
             common = {
@@ -165,17 +160,37 @@ class Simulation:
                 self.queues[f.name] = KernelQueue(**common, env=self.env, launch=self.backend.run)
             else:
                 self.queues[f.name] = FunctionQueue(**common)
+        self.queue_list = [self.queues[f.name] for f in workload.functions]
         self.cold_rng = self.streams.get("cold_start")
         self.pods: dict[int, Pod] = {}
         self._next_pod = 0
         self._tables: dict[tuple[str, float, float, int], list[float]] = {}
         self.logs = SimLogs()
         self.live: dict[str, dict[int, Pod]] = {f.name: {} for f in workload.functions}
+        n = len(workload.functions)
+        # live pods per function and state (the view's pod_counts)
+        self.pod_counts = {
+            s.value: np.zeros(n, dtype=np.int64)
+            for s in (PodState.STARTING, PodState.READY, PodState.DRAINING)
+        }
         self.epoch = 0  # bumped whenever pods or GPUs change; the view caches per epoch
-        self._wake_at: dict[str, float] = {}
+        # wakes (wake_on_arrival): pending (time, function) wakes; the functions that may
+        # need one (no live pod, no pending wake) are looked at after each decision
+        self._wakes: list[tuple[float, int]] = []
+        self._wake_check: set[int] = set(range(n))
         self._last_decide = -math.inf
+        self._next_tick = -math.inf
         self.end_time = workload.duration_s + sim.drain
-        self.view = _View(self)
+        self.view = SimulationView(self)
+
+    def _set_state(self, pod: Pod, state: PodState) -> None:
+        """Move a pod to ``state``, keeping the per-function pod counts."""
+        counts, i = self.pod_counts, self.fn_index[pod.function]
+        if pod.state.value in counts:
+            counts[pod.state.value][i] -= 1
+        pod.state = state
+        if state.value in counts:
+            counts[state.value][i] += 1
 
     # ---- helpers -------------------------------------------------------------
     def table(self, model: str, sm_pct: float, quota: float, batch: int) -> list[float]:
@@ -201,20 +216,16 @@ class Simulation:
             }
         )
 
-    def _open_alloc(self, pod: Pod) -> None:
-        pod._alloc_since = self.env.now  # type: ignore[attr-defined]
-
     def _close_alloc(self, pod: Pod) -> None:
-        t0 = pod._alloc_since  # type: ignore[attr-defined]
-        gid = pod.gpu.id if pod.gpu is not None else -1
+        """Log the allocation the pod held since ``pod.alloc_since`` (until now)."""
         self.logs.alloc.append(
             (
                 pod.id,
-                gid,
+                pod.gpu_id,
                 pod.function,
                 pod.sm_pct,
                 pod.quota,
-                t0,
+                pod.alloc_since,
                 self.env.now,
                 pod.exclusive,
                 pod.mem_mb,
@@ -284,7 +295,8 @@ class Simulation:
             spot[0].add(pod, spot[1])
         self.pods[pod.id] = pod
         self.live[pod.function][pod.id] = pod
-        self._open_alloc(pod)
+        self.pod_counts[PodState.STARTING.value][self.fn_index[pod.function]] += 1
+        pod.alloc_since = self.env.now
         if a.warm:
             pod.phase_s = dict.fromkeys(PHASES, 0.0)
         else:
@@ -298,12 +310,12 @@ class Simulation:
             return
         q = self.queues[pod.function]
         q.advance(self.env.now)
-        pod.state = PodState.READY
+        self._set_state(pod, PodState.READY)
         pod.ready_at = self.env.now
         self.epoch += 1
         if self.backend is not None:
             # the scheduler produces the quota's effect: the table is at quota 1
-            self.backend.register(pod.id, pod.gpu.id, pod.model, pod.sm_pct, pod.quota)
+            self.backend.register(pod.id, pod.gpu_id, pod.model, pod.sm_pct, pod.quota)
             q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, 1.0, pod.batch))
             return
         q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, pod.quota, pod.batch))
@@ -313,7 +325,7 @@ class Simulation:
         if pod is None or pod.state in (PodState.DRAINING, PodState.REMOVED) or pod.exclusive:
             self._log_action(a, False, "no_such_pod", a.pod)
             return
-        if not (0 < a.quota <= 1) or not pod.gpu.can_set_quota(pod, a.quota):
+        if not (0 < a.quota <= 1) or not self.gpus[pod.gpu_id].can_set_quota(pod, a.quota):
             self._log_action(a, False, "no_quota", a.pod)
             return
         self._log_action(a, True, pod=a.pod)
@@ -321,16 +333,15 @@ class Simulation:
 
     def _apply_quota(self, pod: Pod, quota: float):  # SimPy process
         yield _at(self.env, self.ccfg.quota_delay, P_LIFECYCLE)
-        if pod.state in (PodState.DRAINING, PodState.REMOVED) or not pod.gpu.can_set_quota(
-            pod, quota
-        ):
+        gpu = self.gpus[pod.gpu_id]
+        if pod.state in (PodState.DRAINING, PodState.REMOVED) or not gpu.can_set_quota(pod, quota):
             return
         q = self.queues[pod.function]
         q.advance(self.env.now)
         self._close_alloc(pod)
-        pod.gpu.set_quota(pod, quota)
+        gpu.set_quota(pod, quota)
         self.epoch += 1
-        self._open_alloc(pod)
+        pod.alloc_since = self.env.now
         if pod.state is PodState.READY:
             if self.backend is not None:
                 self.backend.set_quota(pod.id, quota)
@@ -346,12 +357,12 @@ class Simulation:
         self._log_action(a, True, pod=a.pod)
         pod.delete_at = self.env.now
         if pod.state is PodState.STARTING:
-            pod.state = PodState.DRAINING
+            self._set_state(pod, PodState.DRAINING)
             self._remove(pod)
             return
         q = self.queues[pod.function]
         q.advance(self.env.now)
-        pod.state = PodState.DRAINING
+        self._set_state(pod, PodState.DRAINING)
         busy_until = q.remove_server(pod.id)
         done = q.done_event(pod.id)
         if done is not None:  # kernel mode: the running inference ends when the GPU says
@@ -371,9 +382,11 @@ class Simulation:
         if self.backend is not None and self.backend.registered(pod.id):
             self.backend.unregister(pod.id)
         del self.live[pod.function][pod.id]
+        if not self.live[pod.function]:
+            self._wake_check.add(self.fn_index[pod.function])
         self._close_alloc(pod)
-        pod.gpu.remove(pod)
-        pod.state = PodState.REMOVED
+        self.gpus[pod.gpu_id].remove(pod)
+        self._set_state(pod, PodState.REMOVED)
         pod.removed_at = self.env.now
         self.epoch += 1
         self._check()
@@ -384,21 +397,37 @@ class Simulation:
         if now == self._last_decide:
             return
         self._last_decide = now
-        self.view.now = now
-        for action in self.autoscaler.decide(now, self.view):
+        view = self.view
+        view.now = now
+        if now >= self._next_tick - TICK_TOL_S:
+            view.cause = Call.TICK
+            self._next_tick = now + (self.autoscaler.period_s or math.inf)
+        else:
+            view.cause = Call.WAKE
+        woken = []
+        while self._wakes and self._wakes[0][0] <= now:  # wakes due (fired or not yet)
+            woken.append(heapq.heappop(self._wakes)[1])
+        view.woken = np.array(sorted(woken), dtype=np.int64)
+        for action in self.autoscaler.decide(now, view):
             self.apply(action)
         if getattr(self.autoscaler, "wake_on_arrival", False):
+            self._wake_check.update(woken)
             self._schedule_wakes(now)
 
     def _schedule_wakes(self, now: float) -> None:
-        """Wake the autoscaler at the next arrival of every function that has no pods."""
-        for name, q in self.queues.items():
-            if self.live[name] or self._wake_at.get(name, -1.0) > now:
-                continue
+        """Wake the autoscaler at the next arrival of every function that has no pods and
+        no wake pending: only functions that lost their last pod, were just woken or never
+        had a pod can be such."""
+        check = self._wake_check
+        for i in check:
+            q = self.queue_list[i]
+            if self.live[q.name]:
+                continue  # looked at again when it loses its last pod
             t = q.next_arrival_after(now)
             if t <= self.end_time:
-                self._wake_at[name] = t
+                heapq.heappush(self._wakes, (t, i))
                 self.env.process(self._wake(t - now))
+        check.clear()
 
     def _wake(self, delay: float):  # SimPy process
         yield _at(self.env, delay, P_DECIDE)
@@ -439,7 +468,7 @@ class Simulation:
                     "pod": pod.id,
                     "function": pod.function,
                     "model": pod.model,
-                    "gpu": pod.gpu.id if pod.gpu else -1,
+                    "gpu": pod.gpu_id,
                     "row": pod.row,
                     "sm_pct": pod.sm_pct,
                     "quota_final": pod.quota,
@@ -458,105 +487,6 @@ class Simulation:
         return self
 
 
-def pod_info(p: Pod) -> PodInfo:
-    """The read-only view of a pod that autoscalers get."""
-    return PodInfo(
-        p.id,
-        p.function,
-        p.model,
-        p.sm_pct,
-        p.quota,
-        p.batch,
-        p.state.value,
-        p.gpu.id if p.gpu else None,
-        p.row,
-        p.created_at,
-        p.ready_at,
-    )
-
-
-class _View:
-    """The read-only ClusterView an autoscaler gets; data-plane queries sync lazily."""
-
-    def __init__(self, sim: Simulation) -> None:
-        self._sim = sim
-        self.now = 0.0
-        self._epoch = -1
-        self._pods: dict[str | None, list[PodInfo]] = {}
-        self._gpus: list[GpuInfo] | None = None
-
-    def _fresh(self) -> None:
-        if self._epoch != self._sim.epoch:
-            self._epoch = self._sim.epoch
-            self._pods.clear()
-            self._gpus = None
-
-    def functions(self) -> list[FunctionSpec]:
-        return self._sim.workload.functions
-
-    def pods(self, function: str | None = None) -> list[PodInfo]:
-        self._fresh()
-        cached = self._pods.get(function)
-        if cached is None:
-            if function is None:
-                pods = [p for live in self._sim.live.values() for p in live.values()]
-            else:
-                pods = list(self._sim.live[function].values())
-            cached = self._pods[function] = self._pod_infos(pods)
-        return list(cached)
-
-    @staticmethod
-    def _pod_infos(pods: list[Pod]) -> list[PodInfo]:
-        return [pod_info(p) for p in sorted(pods, key=lambda p: p.id)]
-
-    def gpus(self) -> list[GpuInfo]:
-        self._fresh()
-        if self._gpus is None:
-            self._gpus = self._gpu_infos()
-        return list(self._gpus)
-
-    def _gpu_infos(self) -> list[GpuInfo]:
-        return [
-            GpuInfo(
-                g.id,
-                g.type.name,
-                tuple((r.sm_pct, r.free_quota) for r in g.rows),
-                tuple(b for _, b in g.rects.values()),
-                g.occupancy,
-                g.mem_free_mb,
-                tuple(p.id for p in g.pods),
-            )
-            for g in self._sim.gpus
-        ]
-
-    def arrivals(self, function: str, t0: float, t1: float) -> int:
-        return self._sim.queues[function].arrivals_between(t0, min(t1, self.now))
-
-    def concurrency(self, function: str, t0: float, t1: float) -> float:
-        t1 = min(t1, self.now)
-        if t1 <= t0:
-            return 0.0
-        q = self._sim.queues[function]
-        q.advance(self.now)
-        return q.concurrency_seconds(t0, t1) / (t1 - t0)
-
-    def total_arrivals(self, function: str) -> int:
-        return int(self._sim.workload.arrivals[function].size)
-
-    def queue_length(self, function: str) -> int:
-        q = self._sim.queues[function]
-        q.advance(self.now)
-        return q.queue_length(self.now)
-
-    def in_flight(self, function: str) -> int:
-        q = self._sim.queues[function]
-        q.advance(self.now)
-        return q.in_flight(self.now)
-
-    def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
-        return self._sim.perf.mean_latency_s(model, batch, sm_pct, quota)
-
-
 def slo_for(spec: FunctionSpec, perf: LatencyModel, overhead: float, slo_scale: float) -> float:
     """A function's SLO (s): its own, else slo_scale x (batch-1 full-GPU latency + overhead)."""
     if spec.slo_s is not None:
@@ -564,4 +494,4 @@ def slo_for(spec: FunctionSpec, perf: LatencyModel, overhead: float, slo_scale: 
     return slo_scale * (perf.mean_latency_s(spec.model, 1, 100.0, 1.0) + overhead)
 
 
-__all__ = ["Simulation", "pod_info", "slo_for", "np"]
+__all__ = ["Simulation", "pod_info", "slo_for"]

@@ -152,7 +152,7 @@ def run_config(
     bar, update = _progress_bar(scfg.progress, workload.duration_s + scfg.drain)
     trace = None
     if want_trace:
-        from hasim.sim.perfetto import KernelTrace
+        from hasim.cluster.trace import KernelTrace
 
         trace = KernelTrace()
     try:

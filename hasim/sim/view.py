@@ -1,0 +1,185 @@
+"""The read-only view of the cluster an autoscaler gets (``ClusterView``, in
+``hasim.autoscale.base``), over a running ``Simulation``.
+
+Per-function questions (``arrivals(name, ...)``, ``pods(name)``) are answered from that
+function's queue and pods; questions about all functions at once come as arrays indexed
+like ``functions()``: arrival counts over any window from the merged arrival index
+(``hasim.sim.arrivals``), pod counts per state kept by the simulation as pods change.
+Data-plane quantities (queued, in flight, request-seconds) first bring the asked
+functions' queues up to ``now``. Pod and GPU snapshots are cached until the cluster
+changes (the simulation's ``epoch``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hasim.autoscale.base import Call, GpuInfo, PodInfo
+from hasim.cluster.pod import Pod
+from hasim.sim.arrivals import ArrivalIndex
+from hasim.workload.base import FunctionSpec
+
+if TYPE_CHECKING:
+    from hasim.sim.engine import Simulation
+
+NO_FUNCTIONS = np.empty(0, dtype=np.int64)
+
+
+def pod_info(p: Pod) -> PodInfo:
+    """The read-only view of a pod that autoscalers get."""
+    return PodInfo(
+        p.id,
+        p.function,
+        p.model,
+        p.sm_pct,
+        p.quota,
+        p.batch,
+        p.state.value,
+        p.gpu_id if p.gpu_id >= 0 else None,
+        p.row,
+        p.created_at,
+        p.ready_at,
+    )
+
+
+class SimulationView:
+    """The ClusterView of one simulation; ``now``, ``cause`` and ``woken`` are set by the
+    simulation before each ``decide``."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self._sim = sim
+        self.now = 0.0
+        self.cause = Call.TICK
+        self.woken = NO_FUNCTIONS
+        self._epoch = -1
+        self._pods: dict[str | None, list[PodInfo]] = {}
+        self._gpus: list[GpuInfo] | None = None
+        self._index: ArrivalIndex | None = None
+        self._totals: np.ndarray | None = None
+
+    def _fresh(self) -> None:
+        if self._epoch != self._sim.epoch:
+            self._epoch = self._sim.epoch
+            self._pods.clear()
+            self._gpus = None
+
+    # ---- functions ---------------------------------------------------------------
+    def functions(self) -> list[FunctionSpec]:
+        return self._sim.workload.functions
+
+    def function_index(self, name: str) -> int:
+        return self._sim.fn_index[name]
+
+    # ---- arrays over all functions -------------------------------------------------
+    @property
+    def arrival_index(self) -> ArrivalIndex:
+        """The merged arrival index (built on first use)."""
+        if self._index is None:
+            self._index = ArrivalIndex([q.arrivals for q in self._sim.queue_list])
+        return self._index
+
+    def arrival_counts(self, t0: float, t1: float | None = None) -> np.ndarray:
+        t1 = self.now if t1 is None else min(t1, self.now)
+        return self.arrival_index.between(t0, t1)
+
+    def workload_arrivals(self) -> np.ndarray:
+        if self._totals is None:
+            self._totals = np.array([q.arrivals.size for q in self._sim.queue_list], np.int64)
+            self._totals.setflags(write=False)
+        return self._totals
+
+    def pod_counts(self, state: str) -> np.ndarray:
+        return self._sim.pod_counts[state]
+
+    def in_system_seconds(self, fns: np.ndarray, t0: float, t1: float) -> np.ndarray:
+        t1 = min(t1, self.now)
+        qs = self._sim.queue_list
+        out = np.zeros(len(fns))
+        for k, i in enumerate(np.asarray(fns).tolist()):
+            q = qs[i]
+            q.advance(self.now)
+            out[k] = q.concurrency_seconds(t0, t1)
+        return out
+
+    def queued_counts(self, fns: np.ndarray) -> np.ndarray:
+        qs, now = self._sim.queue_list, self.now
+        out = np.zeros(len(fns), dtype=np.int64)
+        for k, i in enumerate(np.asarray(fns).tolist()):
+            q = qs[i]
+            q.advance(now)
+            out[k] = q.queue_length(now)
+        return out
+
+    def in_flight_counts(self, fns: np.ndarray) -> np.ndarray:
+        qs, now = self._sim.queue_list, self.now
+        out = np.zeros(len(fns), dtype=np.int64)
+        for k, i in enumerate(np.asarray(fns).tolist()):
+            q = qs[i]
+            q.advance(now)
+            out[k] = q.in_flight(now)
+        return out
+
+    # ---- pods and GPUs --------------------------------------------------------------
+    def pods(self, function: str | None = None) -> list[PodInfo]:
+        self._fresh()
+        cached = self._pods.get(function)
+        if cached is None:
+            if function is None:
+                pods = sorted(
+                    (p for live in self._sim.live.values() for p in live.values()),
+                    key=lambda p: p.id,
+                )
+            else:
+                pods = list(self._sim.live[function].values())  # created in id order
+            cached = self._pods[function] = [pod_info(p) for p in pods]
+        return list(cached)
+
+    def pods_of(self, fn: int) -> list[PodInfo]:
+        return self.pods(self._sim.queue_list[fn].name)
+
+    def gpus(self) -> list[GpuInfo]:
+        self._fresh()
+        if self._gpus is None:
+            self._gpus = [
+                GpuInfo(
+                    g.id,
+                    g.type.name,
+                    tuple((r.sm_pct, r.free_quota) for r in g.rows),
+                    tuple(b for _, b in g.rects.values()),
+                    g.occupancy,
+                    g.mem_free_mb,
+                    tuple(p.id for p in g.pods),
+                )
+                for g in self._sim.gpus
+            ]
+        return list(self._gpus)
+
+    # ---- one function ------------------------------------------------------------------
+    def arrivals(self, function: str, t0: float, t1: float) -> int:
+        return self._sim.queues[function].arrivals_between(t0, min(t1, self.now))
+
+    def concurrency(self, function: str, t0: float, t1: float) -> float:
+        t1 = min(t1, self.now)
+        if t1 <= t0:
+            return 0.0
+        q = self._sim.queues[function]
+        q.advance(self.now)
+        return q.concurrency_seconds(t0, t1) / (t1 - t0)
+
+    def total_arrivals(self, function: str) -> int:
+        return int(self._sim.workload.arrivals[function].size)
+
+    def queue_length(self, function: str) -> int:
+        q = self._sim.queues[function]
+        q.advance(self.now)
+        return q.queue_length(self.now)
+
+    def in_flight(self, function: str) -> int:
+        q = self._sim.queues[function]
+        q.advance(self.now)
+        return q.in_flight(self.now)
+
+    def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
+        return self._sim.perf.mean_latency_s(model, batch, sm_pct, quota)
