@@ -14,7 +14,6 @@ from hasim.autoscale.base import CreatePod, DeletePod, GpuInfo, PodInfo
 from hasim.autoscale.fastgshare import (
     FaSTGShareAutoscaler,
     FaSTGShareConfig,
-    GpuPacker,
     ProfileEntry,
     build,
     residual_config,
@@ -24,6 +23,7 @@ from hasim.autoscale.fastgshare import (
     trend_factor,
 )
 from hasim.cluster.models import model_facts
+from hasim.cluster.placement import RectPacker
 from hasim.config.schema import ClusterConfig
 from hasim.config.typed import to_typed
 from hasim.errors import InputError
@@ -244,17 +244,17 @@ def test_placement_prefers_the_fullest_gpu_then_unused_then_fails():
     half = [(0, 0, 1000, 50)]
     most = [(0, 0, 1000, 90)]
     gpus = [gpu(0, full), gpu(1, half), gpu(2, most), gpu(3)]
-    p = GpuPacker(gpus)
+    p = RectPacker(gpus)
     assert p.place(200, 6, MEM) == (2, (0, 90, 200, 6))  # least free area left
     assert p.place(200, 20, MEM) == (1, (0, 50, 200, 20))
     assert p.place(1000, 60, MEM) == (3, (0, 0, 1000, 60))  # a new GPU
     assert p.place(1000, 60, MEM) is None  # nothing left
     # memory is respected, also for boxes placed in the same decision
-    q = GpuPacker([gpu(0, half, mem_free=MEM * 1.5), gpu(1)])
+    q = RectPacker([gpu(0, half, mem_free=MEM * 1.5), gpu(1)])
     assert q.place(100, 6, MEM)[0] == 0
     assert q.place(100, 6, MEM)[0] == 1
     # a GPU holding row-placed pods is never used
-    rows = GpuPacker([gpu(0, (), pods=(7,), rows=((50.0, 0.5), (0.0, 1.0))), gpu(1)])
+    rows = RectPacker([gpu(0, (), pods=(7,), rows=((50.0, 0.5), (0.0, 1.0))), gpu(1)])
     assert rows.place(200, 6, MEM)[0] == 1
 
 

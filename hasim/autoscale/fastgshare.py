@@ -71,13 +71,12 @@ published) is recorded for documentation; the latency model fixes its effect.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, GpuInfo, PodInfo
-from hasim.cluster.gpu import AREA_H, AREA_W, rect_width
-from hasim.cluster.maxrects import Box, MaxRectsBin, choose_bin
+from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, PodInfo
+from hasim.cluster.gpu import rect_width
 from hasim.cluster.models import model_facts
+from hasim.cluster.placement import RectPacker
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
 from hasim.errors import HasimError, InputError
@@ -211,54 +210,6 @@ def _down_key(e: ProfileEntry) -> tuple[float, float, float, float]:
     return (e.rpr, -e.size, -e.sm_pct, -e.quota)
 
 
-class GpuPacker:
-    """The cluster's boxes during one decision: rebuilt from the GPUs' boxes, updated
-    with every box placed in the decision. Memory in MB."""
-
-    def __init__(self, gpus: list[GpuInfo] | Callable[[], list[GpuInfo]]) -> None:
-        # the free space is rebuilt lazily, on the first placement of a decision
-        self._source = gpus
-        self._built = False
-
-    def _build(self) -> None:
-        gpus = self._source() if callable(self._source) else self._source
-        self._built = True
-        self.bins: dict[int, MaxRectsBin] = {}
-        self.mem_free: dict[int, float] = {}
-        self.unused: list[int] = []
-        for g in sorted(gpus, key=lambda g: g.id):
-            if g.pods and not g.rects:
-                continue  # row-placed pods: not ours to share
-            self.mem_free[g.id] = g.mem_free_mb
-            if g.pods:
-                self.bins[g.id] = MaxRectsBin.from_boxes(AREA_W, AREA_H, g.rects)
-            else:
-                self.unused.append(g.id)
-
-    def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
-        """GPU id and box for a ``w x h`` pod needing ``mem_mb``: the GPU in use leaving the
-        least free area, else the first unused GPU; None when neither has room."""
-        if not self._built:
-            self._build()
-        ids = list(self.bins)
-        bins = [self.bins[i] for i in ids]
-        choice = choose_bin(w, h, bins, lambda k: self.mem_free[ids[k]] + _EPS >= mem_mb)
-        if choice is not None:
-            gid, box = ids[choice.index], choice.box
-        else:
-            gid = next((i for i in self.unused if self.mem_free[i] + _EPS >= mem_mb), None)
-            if gid is None or w > AREA_W or h > AREA_H:
-                return None
-            self.unused.remove(gid)
-            self.bins[gid] = MaxRectsBin(AREA_W, AREA_H)
-            fit = self.bins[gid].fit(w, h)
-            assert fit is not None
-            box = (fit.x, fit.y, w, h)
-        self.bins[gid].add(box)
-        self.mem_free[gid] -= mem_mb
-        return gid, box
-
-
 class FaSTGShareAutoscaler:
     """FaST-GShare: horizontal scaling with profiled fixed configs, 2-D MaxRects placement.
 
@@ -357,14 +308,14 @@ class FaSTGShareAutoscaler:
 
     # ---- decision ----------------------------------------------------------------
     def decide(self, now: float, view: ClusterView) -> list[Action]:
-        packer = GpuPacker(view.gpus)
+        packer = RectPacker(view.gpus)
         actions: list[Action] = []
         for f in view.functions():
             actions.extend(self._decide_function(now, view, f.name, f.model, packer))
         return actions
 
     def _decide_function(
-        self, now: float, view: ClusterView, name: str, model: str, packer: GpuPacker
+        self, now: float, view: ClusterView, name: str, model: str, packer: RectPacker
     ) -> list[Action]:
         c = self.cfg
         pods = [p for p in view.pods(name) if p.state in ("starting", "ready")]
@@ -395,7 +346,7 @@ class FaSTGShareAutoscaler:
         return []
 
     def _create(
-        self, now: float, name: str, model: str, entry: ProfileEntry, packer: GpuPacker,
+        self, now: float, name: str, model: str, entry: ProfileEntry, packer: RectPacker,
         warm: bool = False,
     ) -> list[Action]:
         spot = packer.place(entry.width, entry.height, self._mem_mb(model))

@@ -37,6 +37,7 @@ from hasim.autoscale.base import (
 )
 from hasim.autoscale.predictors import Predictor, make_predictor
 from hasim.cluster.models import model_facts
+from hasim.cluster.placement import RowGpu, RowLayout, row_order
 from hasim.config.schema import ClusterConfig
 from hasim.errors import InputError
 
@@ -188,25 +189,6 @@ def _r6(x: float) -> float:
 
 
 @dataclass
-class _Row:
-    sm: float  # SM % of the row; 0 = empty
-    free: float  # quota fraction still free for increases and new pods (conservative)
-
-
-@dataclass
-class _Gpu:
-    id: int
-    rows: list[_Row]
-    hgo: float
-    mem_free: float
-    used: bool
-    usable: bool  # False when the GPU holds rectangle-placed pods
-
-    def other_sm(self, row: int) -> float:
-        return sum(r.sm for i, r in enumerate(self.rows) if i != row and r.sm > 0)
-
-
-@dataclass
 class _Pod:
     id: int
     sm: float
@@ -215,35 +197,6 @@ class _Pod:
     gpu: int
     row: int
     ready: bool
-
-
-class _Layout:
-    """The GPU layout of one decision, read from the view only when an action needs it
-    (most functions need none at most ticks), with in-flight quota increases applied."""
-
-    def __init__(self, view: ClusterView) -> None:
-        self._view = view
-        self._gpus: dict[int, _Gpu] | None = None
-        self.increases: list[tuple[int, int, float, float]] = []  # gpu, row, sm %, delta
-
-    def get(self) -> dict[int, _Gpu]:
-        if self._gpus is None:
-            gpus: dict[int, _Gpu] = {}
-            for g in self._view.gpus():
-                gpus[g.id] = _Gpu(
-                    g.id,
-                    [_Row(float(s) if s > 0 else 0.0, float(f)) for s, f in g.rows],
-                    float(g.occupancy),
-                    float(g.mem_free_mb),
-                    bool(g.pods) or bool(g.rects),
-                    not g.rects,
-                )
-            for gid, row, sm, delta in self.increases:
-                g = gpus[gid]
-                g.rows[row].free = max(0.0, g.rows[row].free - delta)
-                g.hgo += sm / 100.0 * delta
-            self._gpus = gpus
-        return self._gpus
 
 
 class HASAutoscaler:
@@ -436,11 +389,11 @@ class HASAutoscaler:
 
     def _snapshot(
         self, now: float, view: ClusterView, full: bool
-    ) -> tuple[_Layout, dict[str, list[_Pod]]]:
+    ) -> tuple[RowLayout, dict[str, list[_Pod]]]:
         """A lazy copy of the layout and every function's live pods (effective quotas:
         in-flight targets); with ``full`` False (a wake between periods) the pod lists
         are left empty: only which functions have pods matters then."""
-        gpus = _Layout(view)
+        gpus = RowLayout(view)
         by_fn: dict[str, list[_Pod]] = {}
         seen: set[int] = set()
         for p in view.pods():
@@ -472,7 +425,7 @@ class HASAutoscaler:
         name: str,
         model: str,
         pods: list[_Pod],
-        layout: _Layout,
+        layout: RowLayout,
         actions: list[Action],
     ) -> None:
         c = self.cfg
@@ -493,7 +446,7 @@ class HASAutoscaler:
                 self.last_scale_down[name] = now
 
     def _set_quota(
-        self, now: float, pod: _Pod, quota: float, gpus: dict[int, _Gpu], actions: list[Action]
+        self, now: float, pod: _Pod, quota: float, gpus: dict[int, RowGpu], actions: list[Action]
     ) -> None:
         quota = _r6(min(1.0, max(quota, self.cfg.update_min_quota)))
         delta = quota - pod.quota
@@ -511,7 +464,7 @@ class HASAutoscaler:
         name: str,
         model: str,
         pods: list[_Pod],
-        gpus: dict[int, _Gpu],
+        gpus: dict[int, RowGpu],
         actions: list[Action],
         demand: float,
     ) -> None:
@@ -561,7 +514,7 @@ class HASAutoscaler:
             if demand <= EPS:
                 return
             sm_pref = self.optimal_sm(model, demand)
-            for ri in _row_order(g, sm_pref):
+            for ri in row_order(g, sm_pref):
                 if demand <= EPS or g.hgo >= c.hgo_threshold or g.mem_free + EPS < mem:
                     break
                 if full():
@@ -620,7 +573,7 @@ class HASAutoscaler:
                 best = (t, q)
         return None if best is None else best[1]
 
-    def _choose_row(self, g: _Gpu, sm: float, quota: float) -> tuple[int, float, float] | None:
+    def _choose_row(self, g: RowGpu, sm: float, quota: float) -> tuple[int, float, float] | None:
         """SYSTEMS.md 2.1: a row with the same SM size and room for ``quota``, else an
         empty row the SM size fits, else the row with the most free quota (inheriting its
         SM size, quota cut to what is free, >= update_min_quota). (row, sm, quota)."""
@@ -645,7 +598,7 @@ class HASAutoscaler:
         batch: int,
         sm: float,
         quota: float,
-        g: _Gpu,
+        g: RowGpu,
         row: int,
         mem: float,
         actions: list[Action],
@@ -719,7 +672,7 @@ class HASAutoscaler:
         self,
         name: str,
         model: str,
-        gpus: dict[int, _Gpu],
+        gpus: dict[int, RowGpu],
         actions: list[Action],
         warm: bool = False,
     ) -> None:
@@ -753,18 +706,6 @@ def _pod(p: PodInfo, quota: float) -> _Pod:
     return _Pod(
         p.id, float(p.sm_pct), quota, int(p.batch), int(p.gpu), int(p.row), p.state == "ready"
     )
-
-
-def _row_order(g: _Gpu, sm: float) -> list[int]:
-    """Rows in SYSTEMS.md 2.1 preference for a new pod of SM ``sm``: same SM size, then
-    empty rows, then the other rows by free quota (most first)."""
-    same = [i for i, r in enumerate(g.rows) if r.sm > 0 and abs(r.sm - sm) < EPS]
-    empty = [i for i, r in enumerate(g.rows) if r.sm == 0]
-    other = sorted(
-        (i for i, r in enumerate(g.rows) if r.sm > 0 and abs(r.sm - sm) >= EPS),
-        key=lambda i: (-g.rows[i].free, i),
-    )
-    return same + empty + other
 
 
 def _validate(cfg: HASConfig) -> None:

@@ -1,4 +1,11 @@
-"""Default placement: pack pods into GPU rows (first fit, used GPUs first).
+"""Placement: where a new pod goes, and the layouts policies plan with.
+
+* ``first_fit_rows``: the cluster's default placement (below).
+* ``RowLayout`` / ``RowGpu`` / ``row_order``: HAS-GPU's row layout (SYSTEMS.md 2.1) as a
+  policy plans with it during one decision.
+* ``RectPacker``: FaST-GShare's 2-D packing of (quota x SM) boxes (MaxRects, SYSTEMS.md 3).
+
+Default placement: pack pods into GPU rows (first fit, used GPUs first).
 
 Order of preference for a pod (sm %, quota, memory MB):
 1. a used GPU's row that already has this SM size and enough free quota;
@@ -11,9 +18,15 @@ their CreatePod actions or plug in their own function with this signature.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from hasim.cluster.gpu import EPS, Gpu
+from hasim.cluster.gpu import AREA_H, AREA_W, EPS, Gpu
+from hasim.cluster.maxrects import Box, MaxRectsBin, choose_bin
+
+if TYPE_CHECKING:
+    from hasim.autoscale.base import ClusterView, GpuInfo
 
 
 def first_fit_rows(
@@ -38,3 +51,119 @@ def first_fit_rows(
         if not g.n_pods and g.fits(0, sm_pct, quota, mem_mb):
             return g, 0
     return None
+
+
+# ---- HAS-GPU's row layout ----------------------------------------------------------------
+@dataclass
+class RowSlot:
+    """A row of a GPU as a policy plans with it: its SM size and free quota."""
+
+    sm: float  # SM % of the row; 0 = empty
+    free: float  # quota fraction still free for increases and new pods (conservative)
+
+
+@dataclass
+class RowGpu:
+    """A GPU's rows, occupancy (HGO, fraction) and free memory (MB) during a decision;
+    ``usable`` is False when the GPU holds rectangle-placed pods."""
+
+    id: int
+    rows: list[RowSlot]
+    hgo: float
+    mem_free: float
+    used: bool
+    usable: bool  # False when the GPU holds rectangle-placed pods
+
+    def other_sm(self, row: int) -> float:
+        return sum(r.sm for i, r in enumerate(self.rows) if i != row and r.sm > 0)
+
+
+class RowLayout:
+    """The GPU row layout of one decision, read from the view only when an action needs
+    it (most functions need none at most ticks), with quota increases still in flight
+    (``increases``: gpu, row, SM %, quota delta) taken from their rows."""
+
+    def __init__(self, view: ClusterView) -> None:
+        self._view = view
+        self._gpus: dict[int, RowGpu] | None = None
+        self.increases: list[tuple[int, int, float, float]] = []  # gpu, row, sm %, delta
+
+    def get(self) -> dict[int, RowGpu]:
+        if self._gpus is None:
+            gpus: dict[int, RowGpu] = {}
+            for g in self._view.gpus():
+                gpus[g.id] = RowGpu(
+                    g.id,
+                    [RowSlot(float(s) if s > 0 else 0.0, float(f)) for s, f in g.rows],
+                    float(g.occupancy),
+                    float(g.mem_free_mb),
+                    bool(g.pods) or bool(g.rects),
+                    not g.rects,
+                )
+            for gid, row, sm, delta in self.increases:
+                g = gpus[gid]
+                g.rows[row].free = max(0.0, g.rows[row].free - delta)
+                g.hgo += sm / 100.0 * delta
+            self._gpus = gpus
+        return self._gpus
+
+
+def row_order(g: RowGpu, sm: float) -> list[int]:
+    """Rows in SYSTEMS.md 2.1 preference for a new pod of SM ``sm``: same SM size, then
+    empty rows, then the other rows by free quota (most first)."""
+    same = [i for i, r in enumerate(g.rows) if r.sm > 0 and abs(r.sm - sm) < EPS]
+    empty = [i for i, r in enumerate(g.rows) if r.sm == 0]
+    other = sorted(
+        (i for i, r in enumerate(g.rows) if r.sm > 0 and abs(r.sm - sm) >= EPS),
+        key=lambda i: (-g.rows[i].free, i),
+    )
+    return same + empty + other
+
+
+# ---- FaST-GShare's rectangles -------------------------------------------------------------
+class RectPacker:
+    """The cluster's boxes during one decision: rebuilt from the GPUs' boxes, updated
+    with every box placed in the decision. Memory in MB."""
+
+    def __init__(self, gpus: list[GpuInfo] | Callable[[], list[GpuInfo]]) -> None:
+        # the free space is rebuilt lazily, on the first placement of a decision
+        self._source = gpus
+        self._built = False
+
+    def _build(self) -> None:
+        gpus = self._source() if callable(self._source) else self._source
+        self._built = True
+        self.bins: dict[int, MaxRectsBin] = {}
+        self.mem_free: dict[int, float] = {}
+        self.unused: list[int] = []
+        for g in sorted(gpus, key=lambda g: g.id):
+            if g.pods and not g.rects:
+                continue  # row-placed pods: not ours to share
+            self.mem_free[g.id] = g.mem_free_mb
+            if g.pods:
+                self.bins[g.id] = MaxRectsBin.from_boxes(AREA_W, AREA_H, g.rects)
+            else:
+                self.unused.append(g.id)
+
+    def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
+        """GPU id and box for a ``w x h`` pod needing ``mem_mb``: the GPU in use leaving the
+        least free area, else the first unused GPU; None when neither has room."""
+        if not self._built:
+            self._build()
+        ids = list(self.bins)
+        bins = [self.bins[i] for i in ids]
+        choice = choose_bin(w, h, bins, lambda k: self.mem_free[ids[k]] + EPS >= mem_mb)
+        if choice is not None:
+            gid, box = ids[choice.index], choice.box
+        else:
+            gid = next((i for i in self.unused if self.mem_free[i] + EPS >= mem_mb), None)
+            if gid is None or w > AREA_W or h > AREA_H:
+                return None
+            self.unused.remove(gid)
+            self.bins[gid] = MaxRectsBin(AREA_W, AREA_H)
+            fit = self.bins[gid].fit(w, h)
+            assert fit is not None
+            box = (fit.x, fit.y, w, h)
+        self.bins[gid].add(box)
+        self.mem_free[gid] -= mem_mb
+        return gid, box

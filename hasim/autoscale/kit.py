@@ -1,0 +1,147 @@
+"""The autoscaler kit: the pieces every policy shares, so that a policy module holds only
+its own decisions.
+
+Shaped like Knative's autoscaler (``pkg/autoscaler/metrics`` apart from ``scaling``):
+a policy *collects* its metrics from the view (arrays over all functions:
+``view.arrival_counts``, ``view.pod_counts``, ``view.in_system_seconds`` ...), *decides*
+with pure functions of those metrics and its own state, and *acts* only for the
+functions whose decision changes something. The view says why it calls
+(``view.cause``: ``Call.TICK`` or ``Call.WAKE``), so no policy keeps its own tick clock.
+
+Shared here:
+
+* ``require``: one validation style for policy configs (errors name ``autoscaler.<key>``).
+* ``capacity_rps`` / ``has_capacity_rps``: the throughput rules a policy sizes pods with.
+* ``live`` / ``pods_by_function``: pods grouped by function.
+* ``deletion_order``: which pods go first when a function scales in.
+* ``ModelTable``: per-model values (a capacity, a memory footprint) spread over the
+  functions, for vectorised decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from hasim.autoscale.base import ClusterView, PodInfo
+from hasim.errors import InputError
+
+CAPACITY_RULES = ("saturated", "has", "closed_loop", "gpu")
+
+
+# ---- validation -------------------------------------------------------------------------
+def require(cfg: object, checks: Iterable[tuple[bool, str, str]]) -> None:
+    """Raise InputError for the first ``(ok, key, expected)`` that is not ok, naming
+    ``autoscaler.<key>`` and its value in ``cfg``."""
+    for ok, key, expected in checks:
+        if not ok:
+            raise InputError(f"autoscaler.{key}={getattr(cfg, key, '?')!r}", expected=expected)
+
+
+# ---- capacity ---------------------------------------------------------------------------
+def has_capacity_rps(latency_ms: float, batch: int, overhead_ms: float = 70.0) -> float:
+    """HAS-GPU's pod capacity (req/s): 1000 / (L + overhead) x (b + 1) / 2 (SYSTEMS.md 2.2),
+    in milliseconds as its controller computes it: L the mean batch latency (ms), b the
+    max batch, overhead the fixed per-request time outside the GPU (ms)."""
+    return 1000.0 / (latency_ms + overhead_ms) * (batch + 1) / 2.0
+
+
+def capacity_rps(
+    rule: str,
+    latency_s: float,
+    batch: int,
+    overhead_s: float,
+    latency1_s: float | None = None,
+) -> float:
+    """Requests/s one pod serves, by ``rule``:
+
+    * ``saturated``: full batches back to back, ``b / (L(b) + overhead)``;
+    * ``has``: HAS-GPU's formula (``has_capacity_rps``, with L and overhead in ms);
+    * ``closed_loop``: one request at a time, ``1 / (L(1) + overhead)``;
+    * ``gpu``: one request at a time, GPU time only, ``1 / L(1)``.
+
+    latency_s: mean latency (s) of a batch of ``batch``; latency1_s: of a batch of 1
+    (needed by closed_loop and gpu); overhead_s: s per batch besides the GPU time."""
+    if rule == "saturated":
+        return batch / (latency_s + overhead_s)
+    if rule == "has":
+        return has_capacity_rps(1000.0 * latency_s, batch, 1000.0 * overhead_s)
+    if latency1_s is None:
+        raise ValueError(f"capacity rule {rule!r} needs the batch-1 latency")
+    if rule == "closed_loop":
+        return 1.0 / (latency1_s + overhead_s)
+    if rule == "gpu":
+        return 1.0 / latency1_s
+    raise InputError(f"capacity rule {rule!r} is unknown", expected=" | ".join(CAPACITY_RULES))
+
+
+# ---- pods -------------------------------------------------------------------------------
+LIVE = ("starting", "ready")
+
+
+def live(pods: Iterable[PodInfo]) -> list[PodInfo]:
+    """The pods that serve or will serve (starting or ready; not draining)."""
+    return [p for p in pods if p.state in LIVE]
+
+
+def pods_by_function(view: ClusterView) -> dict[str, list[PodInfo]]:
+    """Every pod of the view (draining ones too) grouped by function, by id."""
+    out: dict[str, list[PodInfo]] = {}
+    for p in view.pods():
+        out.setdefault(p.function, []).append(p)
+    return out
+
+
+def pods_per_gpu(pods: Iterable[PodInfo]) -> dict[int, int]:
+    """How many of ``pods`` each GPU holds."""
+    out: dict[int, int] = {}
+    for p in pods:
+        if p.gpu is not None:
+            out[p.gpu] = out.get(p.gpu, 0) + 1
+    return out
+
+
+def deletion_order(pods: Sequence[PodInfo], per_gpu: dict[int, int] | None = None) -> list[PodInfo]:
+    """Pods to remove first: not-yet-ready ones before ready ones; then, with
+    ``per_gpu`` (pods per GPU), those on the GPUs holding the fewest pods (to free whole
+    GPUs); newest first."""
+    if per_gpu is None:
+        return sorted(pods, key=lambda p: (p.state == "ready", -p.created_at, -p.id))
+    return sorted(
+        pods,
+        key=lambda p: (
+            p.state == "ready",
+            per_gpu.get(p.gpu, 0) if p.gpu is not None else 0,
+            -p.created_at,
+            -p.id,
+        ),
+    )
+
+
+# ---- per-model values over functions -------------------------------------------------------
+class ModelTable:
+    """A per-model value spread over the functions (for vectorised decisions): computed
+    once per model by ``value(model)``, then ``ModelTable.of(view)`` is a float array
+    indexed like ``view.functions()``."""
+
+    def __init__(self, value: Callable[[str], float]) -> None:
+        self._value = value
+        self._per_model: dict[str, float] = {}
+        self._arrays: dict[int, np.ndarray] = {}
+
+    def __call__(self, model: str) -> float:
+        v = self._per_model.get(model)
+        if v is None:
+            v = self._per_model[model] = float(self._value(model))
+        return v
+
+    def of(self, view: ClusterView) -> np.ndarray:
+        fns = view.functions()
+        key = id(fns)
+        out = self._arrays.get(key)
+        if out is None:
+            out = np.array([self(f.model) for f in fns], dtype=float)
+            out.setflags(write=False)
+            self._arrays[key] = out
+        return out
