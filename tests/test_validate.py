@@ -161,7 +161,7 @@ def test_share_over_client_window_lead_and_deployed_config(tmp_path):
     assert run_overrides("has", run) == ["autoscaler.default_sm=50", "autoscaler.default_quota=0.3"]
     fg = timed_run(tmp_path, "fast-gshare", "1-bert", layout="fastgshare")
     assert deployed_config(fg) == {"sm": 30.0, "quota": 0.2, "pods": 2.0}
-    assert run_overrides("fastgshare", fg) == ["autoscaler.sms=[30]", "autoscaler.quotas=[0.2]"]
+    assert run_overrides("fastgshare", fg) == ["autoscaler.sm=30", "autoscaler.quota=0.2"]
     assert run_overrides("kserve", fg, gpus_max=1) == ["autoscaler.max_scale=1"]
     assert run_overrides("kserve", fg) == []
     # a usage file from another run (no overlap with the requests): not this run's config

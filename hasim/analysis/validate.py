@@ -169,7 +169,7 @@ def run_overrides(system: str, run: Path, gpus_max: object = None) -> list[str]:
     if system == "has":
         return [f"autoscaler.default_sm={sm}", f"autoscaler.default_quota={q}"]
     if system == "fastgshare":
-        return [f"autoscaler.sms=[{sm}]", f"autoscaler.quotas=[{q}]"]
+        return [f"autoscaler.sm={sm}", f"autoscaler.quota={q}"]
     return []
 
 

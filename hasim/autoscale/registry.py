@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hasim.autoscale import fastgshare, has, kpa, timeshare
+from hasim.autoscale import fastgshare, fastgshare_deployed, has, kpa, timeshare
 from hasim.autoscale.base import Autoscaler
 from hasim.autoscale.static import StaticAutoscaler, StaticConfig
 from hasim.config.schema import ClusterConfig
@@ -19,6 +19,10 @@ Factory = Callable[[Any, ClusterConfig], Autoscaler]
 AUTOSCALER_KINDS: dict[str, tuple[type, Factory]] = {
     "static": (StaticConfig, lambda cfg, cluster: StaticAutoscaler(cfg, cluster.max_batch)),
     "fastgshare": (fastgshare.FaSTGShareConfig, fastgshare.build),
+    "fastgshare_deployed": (
+        fastgshare_deployed.DeployedFaSTGShareConfig,
+        fastgshare_deployed.build,
+    ),
     "has": (has.HASConfig, has.build),
     "kpa": (kpa.KPAConfig, kpa.build),
     "timeshare": (timeshare.TimeshareConfig, timeshare.build),

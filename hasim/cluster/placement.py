@@ -145,14 +145,25 @@ class RectPacker:
             else:
                 self.unused.append(g.id)
 
-    def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
-        """GPU id and box for a ``w x h`` pod needing ``mem_mb``: the GPU in use leaving the
-        least free area, else the first unused GPU; None when neither has room."""
+    def place(
+        self, w: int, h: int, mem_mb: float, prefer: Sequence[int] = ()
+    ) -> tuple[int, Box] | None:
+        """GPU id and box for a ``w x h`` pod needing ``mem_mb``: among the GPUs ``prefer``
+        (e.g. those already holding the function's pods) when one has room, else among
+        all GPUs in use, the one leaving the least free area; else the first unused GPU;
+        None when no GPU has room."""
         if not self._built:
             self._build()
-        ids = list(self.bins)
-        bins = [self.bins[i] for i in ids]
-        choice = choose_bin(w, h, bins, lambda k: self.mem_free[ids[k]] + EPS >= mem_mb)
+        choice = None
+        for ids in ([i for i in prefer if i in self.bins], list(self.bins)):
+            if not ids:
+                continue
+            bins = [self.bins[i] for i in ids]
+            choice = choose_bin(
+                w, h, bins, lambda k, ids=ids: self.mem_free[ids[k]] + EPS >= mem_mb
+            )
+            if choice is not None:
+                break
         if choice is not None:
             gid, box = ids[choice.index], choice.box
         else:

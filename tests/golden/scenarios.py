@@ -46,17 +46,35 @@ POLICIES = {
         "cluster.overhead_holds_pod=true",
     ],
     "timeshare": ["autoscaler=timeshare"],
+    "fastgshare_deployed": ["autoscaler=fastgshare_deployed"],
 }
 AZURE_PRESET = {
     "static": ["experiment=azure500", *POLICIES["static"]],
     "has": ["experiment=paper/has"],
-    "fastgshare": ["experiment=paper/fastgshare"],
+    "fastgshare": ["experiment=paper/fastgshare_profiled"],
     "kpa": ["experiment=paper/kpa"],
     "kserve": ["experiment=paper/kserve"],
     "timeshare": ["experiment=paper/timeshare"],
+    "fastgshare_deployed": ["experiment=paper/fastgshare"],
 }
 RPS_SYSTEMS = ("has", "fastgshare", "kserve", "timeshare")
 RPS_MODELS = ("resnet", "bert")
+# the FaST-GShare paper's profile-searching policy on the validation workload, pinned to
+# one pod configuration (what the rps presets did before they moved to the deployed
+# baseline, fastgshare_deployed)
+RPS_PROFILED = {
+    m: [
+        "workload=stages",
+        f"workload.model={model}",
+        "workload.slo=0.5",
+        "autoscaler=fastgshare",
+        "autoscaler.sms=[30.0]",
+        f"autoscaler.quotas=[{q}]",
+        "autoscaler.prewarm=true",
+        "autoscaler.throughput=closed_loop",
+    ]
+    for m, model, q in (("resnet", "resnet50", 0.2), ("bert", "bert", 0.3))
+}
 
 
 def scenarios() -> dict[str, list[str]]:
@@ -66,7 +84,11 @@ def scenarios() -> dict[str, list[str]]:
         out[f"azure1h/{p}"] = [*ov, *AZURE_1H]
     for s in RPS_SYSTEMS:
         for m in RPS_MODELS:
-            out[f"rps/{s}_{m}"] = [f"experiment=rps/{s}_{m}"]
+            out[f"rps/{s}_{m}"] = (
+                RPS_PROFILED[m] if s == "fastgshare" else [f"experiment=rps/{s}_{m}"]
+            )
+    for m in RPS_MODELS:
+        out[f"rps/fastgshare_deployed_{m}"] = [f"experiment=rps/fastgshare_{m}"]
     for p, ov in POLICIES.items():
         out[f"burst/{p}"] = [*BURST, *ov]
     out["kernel/rps_has_resnet"] = ["experiment=rps/has_resnet", "sim.fidelity=kernel"]
