@@ -4,6 +4,7 @@ hasim run [OVERRIDES...]       simulate (Hydra app; -m for sweeps; --help for co
 hasim data fetch|verify|list   fill and check the trace and data directories
 hasim perf train|evaluate|train-operators|evaluate-operators   the latency predictors
 hasim validate has-gpu         real vs simulated HAS-GPU/FaST-GShare/KServe runs
+hasim validate fit             calibrate the free system parameters on those runs
 hasim report DIR               collect runs, draw figures
 """
 
@@ -20,6 +21,8 @@ commands:
                           verifying sha256; `hasim data --help`
   validate has-gpu        replay HAS-GPU's validation workload per real run and print
                           real vs simulated figures (`hasim validate has-gpu --help`)
+  validate fit            fit the free system parameters to the real runs, one set for
+                          all (`hasim validate fit --help`; written to conf/calibration/)
   report DIR              collect every run below DIR into runs.parquet and draw the
                           cost/SLO frontier, latency CDFs, allocation timeline, actions
   perf train|evaluate     train the RaPP latency predictor / evaluate it with the paper's
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return data_main(rest)
     if cmd == "validate":
+        if rest[:1] == ["fit"]:
+            from hasim.analysis.fit import main as fit_main
+
+            return fit_main(rest[1:])
         from hasim.analysis.validate import main as validate_main
 
         return validate_main(rest)
