@@ -38,12 +38,15 @@ def first_fit_rows(
             if not g.used and mem_mb <= g.type.memory_mb:
                 return g, 0
         return None
-    used = [g for g in gpus if g.n_pods]
+    # used GPUs that could take the pod at all (memory, no rectangles); cheap tests first
+    used = [g for g in gpus if g.n_pods and not g.rects and mem_mb <= g.mem_free_mb + EPS]
     for g in used:
         for i, r in enumerate(g.rows):
             if r.pods and abs(r.sm_pct - sm_pct) < EPS and g.fits(i, sm_pct, quota, mem_mb):
                 return g, i
     for g in used:
+        if g.sm_used + sm_pct > 100.0 + EPS:
+            continue  # an empty row would not fit beside the others
         for i, r in enumerate(g.rows):
             if not r.pods and g.fits(i, sm_pct, quota, mem_mb):
                 return g, i
