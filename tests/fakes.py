@@ -24,7 +24,7 @@ from hasim.autoscale.base import Call, CreatePod, DeletePod, GpuInfo, PodInfo, U
 from hasim.cluster.gpu import Gpu, gpu_type
 from hasim.cluster.placement import first_fit_rows
 from hasim.cluster.pod import Pod, PodState
-from hasim.sim.view import pod_info
+from hasim.sim.view import gpu_info, pod_info
 from hasim.workload.base import FunctionSpec
 
 MEM_MB = 1525.0  # GPU memory of every fake pod (MB)
@@ -146,26 +146,23 @@ class FakeCluster:
         return self.pods(self.specs[fn].name)
 
     def pod_counts(self, state: str) -> np.ndarray:
-        names = [f.name for f in self.specs]
-        out = np.zeros(len(names), dtype=np.int64)
+        """Pods per function in ``state``; pods of functions outside ``functions()`` (placed
+        by hand with ``add_pod``) are not counted."""
+        index = {f.name: i for i, f in enumerate(self.specs)}
+        out = np.zeros(len(index), dtype=np.int64)
         for p in self._live():
-            if p.state.value == state:
-                out[names.index(p.function)] += 1
+            if p.state.value == state and p.function in index:
+                out[index[p.function]] += 1
         return out
 
     def gpus(self) -> list[GpuInfo]:
-        return [
-            GpuInfo(
-                g.id,
-                g.type.name,
-                tuple((r.sm_pct, r.free_quota) for r in g.rows),
-                tuple(b for _, b in g.rects.values()),
-                g.occupancy,
-                g.mem_free_mb,
-                tuple(p.id for p in g.pods),
-            )
-            for g in self.gpu_objs
-        ]
+        return [gpu_info(g) for g in self.gpu_objs]
+
+    def gpu_pod_counts(self) -> np.ndarray:
+        return np.array([g.n_pods for g in self.gpu_objs], dtype=np.int64)
+
+    def gpus_of(self, ids: np.ndarray) -> list[GpuInfo]:
+        return [gpu_info(self.gpu_objs[i]) for i in np.asarray(ids).tolist()]
 
     def live(self, f: str) -> list[Pod]:
         """``f``'s pods that are not removed."""

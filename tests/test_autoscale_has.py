@@ -1,9 +1,12 @@
-"""HAS-GPU autoscaler (SYSTEMS.md 2.1-2.4): Kalman predictor, capacity, optimalSM, most
-efficient config, first pod, quota-first scale-up, scale-down order and cooldown, and a
-simulation on a stepped load."""
+"""HAS-GPU autoscaler (SYSTEMS.md 2.1-2.4): Kalman predictor (one per function, and the
+bank that updates them all at once), capacity, optimalSM, most efficient config, first
+pod, quota-first scale-up, scale-down order and cooldown, the vectorised pre-check
+(exactly the functions that act), the lazily read GPU layout, and a simulation on a
+stepped load. Decision-level tests run on ``tests.fakes.FakeCluster``."""
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -11,173 +14,32 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hasim.autoscale.base import CreatePod, DeletePod, GpuInfo, UpdateQuota
-from hasim.autoscale.has import HASAutoscaler, HASConfig, build, pod_capacity_rps
+from hasim.autoscale.base import CreatePod, DeletePod, UpdateQuota
+from hasim.autoscale.has import HASAutoscaler, HASConfig, build
+from hasim.autoscale.kit import has_capacity_rps
 from hasim.autoscale.predictors import (
+    KalmanBank,
     KalmanPredictor,
+    LastRateBank,
     LastRatePredictor,
     kalman_steady_state,
     make_predictor,
+    make_predictor_bank,
 )
-from hasim.cluster.gpu import Gpu, gpu_type
-from hasim.cluster.pod import Pod, PodState
+from hasim.cluster.placement import RowLayout
 from hasim.config.schema import ClusterConfig
 from hasim.config.typed import to_typed
 from hasim.errors import InputError
-from hasim.sim.engine import pod_info
 from hasim.workload.base import FunctionSpec, Workload
-from tests.simkit import StubLatency, simulate
+from tests import fakes
+from tests.simkit import StubLatency, poisson_workload, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# ---- a small synchronous cluster for decision-level tests ----------------------------
-class FakeCluster:
-    """A ClusterView over real Gpu/Pod objects; actions apply at once (or pods become
-    ready after ``ready_delay`` s). Rates are piecewise constant: ``set_rate(f, t, r)``."""
-
-    def __init__(
-        self,
-        n_gpus: int = 4,
-        functions: tuple[tuple[str, str], ...] = (("f", "resnet50"),),
-        latency=lambda model, b, s, q: 0.02 / q,
-        ready_delay: float = 0.0,
-    ) -> None:
-        self.gpu_objs = [Gpu(i, f"n{i}", gpu_type("V100")) for i in range(n_gpus)]
-        self.specs = [FunctionSpec(n, m, 1.0) for n, m in functions]
-        self.model = {n: m for n, m in functions}
-        self.pod_objs: dict[int, Pod] = {}
-        self.rates: dict[str, list[tuple[float, float]]] = {n: [(0.0, 0.0)] for n, _ in functions}
-        self.lat = latency
-        self.ready_delay = ready_delay
-        self.now = 0.0
-        self.failed: list[object] = []
-        self.log: list[tuple[float, object]] = []
-
-    # view API
-    def functions(self):
-        return self.specs
-
-    def pods(self, function=None):
-        return [
-            pod_info(p)
-            for p in self.pod_objs.values()
-            if p.state is not PodState.REMOVED and function in (None, p.function)
-        ]
-
-    def gpus(self):
-        return [
-            GpuInfo(
-                g.id,
-                "V100",
-                tuple((r.sm_pct, r.free_quota) for r in g.rows),
-                (),
-                g.occupancy,
-                g.mem_free_mb,
-                tuple(p.id for p in g.pods),
-            )
-            for g in self.gpu_objs
-        ]
-
-    def set_rate(self, f: str, t: float, rate: float) -> None:
-        self.rates[f].append((t, rate))
-
-    def _integral(self, f: str, t: float) -> float:
-        segs = sorted(self.rates[f])
-        total = 0.0
-        for i, (t0, r) in enumerate(segs):
-            t1 = segs[i + 1][0] if i + 1 < len(segs) else math.inf
-            if t <= t0:
-                break
-            total += r * (min(t, t1) - t0)
-        return total
-
-    def arrivals(self, f, t0, t1):
-        t1 = min(t1, self.now)
-        return int(round(self._integral(f, t1) - self._integral(f, max(t0, 0.0))))
-
-    def total_arrivals(self, f):
-        return 0
-
-    def concurrency(self, f, t0, t1):
-        return 0.0
-
-    def queue_length(self, f):
-        return 0
-
-    def in_flight(self, f):
-        return 0
-
-    def latency_s(self, model, batch, sm_pct, quota):
-        return self.lat(model, batch, sm_pct, quota)
-
-    # driving
-    def add_pod(self, function: str, sm: float, quota: float, gpu: int, row: int) -> Pod:
-        pid = len(self.pod_objs)
-        p = Pod(
-            pid,
-            function,
-            self.model.get(function, "resnet50"),
-            sm,
-            quota,
-            4,
-            1525.0,
-            self.now,
-            state=PodState.READY,
-            ready_at=self.now,
-        )
-        self.gpu_objs[gpu].add(p, row)
-        self.pod_objs[pid] = p
-        return p
-
-    def apply(self, actions) -> None:
-        for a in actions:
-            self.log.append((self.now, a))
-            if isinstance(a, CreatePod):
-                g = self.gpu_objs[a.gpu]
-                if not g.fits(a.row, a.sm_pct, a.quota, 1525.0):
-                    self.failed.append(a)
-                    continue
-                pid = len(self.pod_objs)
-                p = Pod(
-                    pid,
-                    a.function,
-                    self.model[a.function],
-                    a.sm_pct,
-                    a.quota,
-                    a.batch,
-                    1525.0,
-                    self.now,
-                )
-                p.ready_at = self.now + self.ready_delay
-                g.add(p, a.row)
-                self.pod_objs[pid] = p
-            elif isinstance(a, UpdateQuota):
-                p = self.pod_objs[a.pod]
-                if not self.gpu_objs[p.gpu_id].can_set_quota(p, a.quota):
-                    self.failed.append(a)
-                    continue
-                self.gpu_objs[p.gpu_id].set_quota(p, a.quota)
-            elif isinstance(a, DeletePod):
-                p = self.pod_objs[a.pod]
-                self.gpu_objs[p.gpu_id].remove(p)
-                p.state = PodState.REMOVED
-        for g in self.gpu_objs:
-            g.check()
-
-    def step(self, auto: HASAutoscaler, t: float) -> list:
-        self.now = t
-        for p in self.pod_objs.values():
-            if p.state is PodState.STARTING and p.ready_at <= t:
-                p.state = PodState.READY
-        acts = auto.decide(t, self)
-        self.apply(acts)
-        return acts
-
-    def live(self, f: str) -> list[Pod]:
-        return [
-            p for p in self.pod_objs.values() if p.function == f and p.state is not PodState.REMOVED
-        ]
+def cluster(**kw) -> fakes.FakeCluster:
+    """The shared fake with HAS-GPU's 2-s ticks (a step between ticks is a wake)."""
+    return fakes.FakeCluster(period=2.0, **kw)
 
 
 def has(**kw) -> HASAutoscaler:
@@ -219,19 +81,43 @@ def test_kalman_floor_and_last_rate_predictor():
     assert isinstance(last, LastRatePredictor)
     assert last.update(3.0) == 3.0 and last.prediction == 3.0
     # one filter per function
-    f = FakeCluster(functions=(("a", "resnet50"), ("b", "resnet50")))
+    f = cluster(functions=(("a", "resnet50"), ("b", "resnet50")))
     f.set_rate("a", 0.0, 20.0)
     auto = has()
     for t in np.arange(0.0, 40.0, 2.0):
         f.step(auto, float(t))
-    assert auto.predictions["a"] > 25.0 and auto.predictions["b"] < 7.0
-    assert auto.predictors["a"] is not auto.predictors["b"]
+    assert auto.predictions[0] > 25.0 and auto.predictions[1] < 7.0
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"q": 0.0, "p0": 3.0}, {"sqrt_gain": 0.0, "min_margin": -2.0}, {"r": 0.5, "x0": 7.0}],
+)
+def test_kalman_bank_is_one_filter_per_function_bit_for_bit(kw):
+    rng = np.random.default_rng(3)
+    n = 9
+    bank = make_predictor_bank("kalman", n, **kw)
+    assert isinstance(bank, KalmanBank)
+    ones = [KalmanPredictor(**kw) for _ in range(n)]
+    for step in range(300):
+        m = rng.choice([0.0, 0.1, 1.7, 12.3, 250.0, 1e4], n) * (step % 7 != 3)
+        got = bank.update(m)
+        want = [k.update(float(x)) for k, x in zip(ones, m, strict=True)]
+        assert got.tolist() == want  # exact, not approximate
+    last = make_predictor_bank("last", 3)
+    assert isinstance(last, LastRateBank)
+    m = np.array([1.0, 0.0, 2.5])
+    assert last.update(m).tolist() == [1.0, 0.0, 2.5]
+    m[0] = 9.0  # the bank keeps its own copy
+    assert last.update(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(InputError):
+        make_predictor_bank("arima", 3)
 
 
 # ---- lookups ------------------------------------------------------------------------
 def test_capacity_formula():
-    assert pod_capacity_rps(50.0, 4) == pytest.approx(1000 / 120 * 2.5)
-    f = FakeCluster()
+    assert has_capacity_rps(50.0, 4) == pytest.approx(1000 / 120 * 2.5)
+    f = cluster()
     auto = has()
     # latency 0.02 / q s -> L = 20 / q ms
     assert auto.capacity(f, "resnet50", 4, 30, 0.5) == pytest.approx(1000 / (40 + 70) * 2.5)
@@ -275,7 +161,7 @@ def _brute_efficient(lat, model, b, floor=35.0):
 def test_most_efficient_config():
     # no SM dependence: the smallest SM; batch 8: T(q) = 4500 / (20 / q + 70) >= 35 first
     # at q 0.4 (37.5 req/s), which is also the most efficient
-    f = FakeCluster()
+    f = cluster()
     auto = has()
     s, q, t = auto.most_efficient_config(f, "shufflenet_v2_x1_0", 8)
     assert (s, q) == (10.0, pytest.approx(0.4)) and t == pytest.approx(37.5)
@@ -287,7 +173,7 @@ def test_most_efficient_config():
     def lat(model, b, s, q):
         return (0.004 + 0.3 / s) * b / q**0.8
 
-    f2 = FakeCluster(latency=lat)
+    f2 = cluster(latency=lat)
     auto2 = has()
     for b in (1, 2, 4, 8):
         ref = _brute_efficient(lat, "resnet50", b)
@@ -309,7 +195,7 @@ def test_config_yaml_matches_defaults_and_build():
 # ---- first pod ------------------------------------------------------------------------
 def test_first_pod_least_hgo_gpu_below_half_else_unused():
     # "o" pods belong to a function this autoscaler does not manage
-    f = FakeCluster(n_gpus=4)
+    f = cluster(n_gpus=4)
     f.add_pod("o", 100, 0.6, 0, 0)  # HGO 0.6
     f.add_pod("o", 50, 0.6, 1, 0)  # HGO 0.3
     f.add_pod("o", 40, 0.5, 2, 0)  # HGO 0.2 (least below 0.5)
@@ -320,7 +206,7 @@ def test_first_pod_least_hgo_gpu_below_half_else_unused():
     assert acts == [CreatePod("f", 30.0, 0.3, 4, gpu=2, row=1)]
 
     # every used GPU at HGO >= 0.5: an unused GPU
-    g = FakeCluster(n_gpus=3)
+    g = cluster(n_gpus=3)
     g.add_pod("o", 100, 0.6, 0, 0)
     g.add_pod("o", 60, 0.9, 1, 0)
     g.set_rate("f", 0.0, 5.0)
@@ -338,7 +224,7 @@ def test_first_pod_at_first_arrival_in_simulation_and_no_decisions_until_ready()
     assert (req["status"] == "completed").all()
 
     # while the only pod is starting, no scaling decision is made for the function
-    f = FakeCluster(ready_delay=7.0)
+    f = cluster(ready_delay=7.0)
     f.set_rate("f", 0.0, 40.0)
     auto = has()
     assert len(f.step(auto, 0.5)) == 1
@@ -349,7 +235,7 @@ def test_first_pod_at_first_arrival_in_simulation_and_no_decisions_until_ready()
 
 # ---- scale-up: quota first --------------------------------------------------------------
 def test_rising_load_is_absorbed_by_quota_first():
-    f = FakeCluster(n_gpus=3)
+    f = cluster(n_gpus=3)
     auto = has()
     t = 0.0
     f.set_rate("f", 0.0, 1.0)
@@ -382,9 +268,9 @@ def test_rising_load_is_absorbed_by_quota_first():
     assert all(abs(q * 10 - round(q * 10)) < 1e-6 for q in ups)
 
 
-def ramp_to_80(auto) -> FakeCluster:
+def ramp_to_80(auto) -> fakes.FakeCluster:
     """Function "f" on 3 GPUs: 5 req/s at t = 0, then 80 req/s, decisions every 2 s to 28 s."""
-    f = FakeCluster(n_gpus=3)
+    f = cluster(n_gpus=3)
     f.set_rate("f", 0.0, 5.0)
     f.step(auto, 0.0)
     f.set_rate("f", 1.0, 80.0)
@@ -412,7 +298,7 @@ def test_horizontal_uses_empty_row_with_optimal_sm_then_new_gpu():
 
 # ---- scale-down ---------------------------------------------------------------------------
 def test_scale_down_quota_first_cooldown_last_pod_kept():
-    f = FakeCluster(n_gpus=4, latency=lambda m, b, s, q: 0.005 / q)
+    f = cluster(n_gpus=4, latency=lambda m, b, s, q: 0.005 / q)
     auto = has()
     f.set_rate("f", 0.0, 60.0)
     t = 0.0
@@ -449,7 +335,7 @@ def test_scale_down_quota_first_cooldown_last_pod_kept():
 
 
 def test_last_pod_is_never_deleted_with_last_rate_predictor():
-    f = FakeCluster(latency=lambda m, b, s, q: 0.005 / q)
+    f = cluster(latency=lambda m, b, s, q: 0.005 / q)
     auto = has(predictor="last")
     f.set_rate("f", 0.0, 60.0)
     t = 0.0
@@ -462,6 +348,143 @@ def test_last_pod_is_never_deleted_with_last_rate_predictor():
         t += 2.0
     live = f.live("f")
     assert len(live) == 1 and live[0].quota == pytest.approx(0.1)
+
+
+# ---- the vectorised pre-check ---------------------------------------------------------------
+def test_precheck_finds_exactly_the_functions_that_act():
+    """At every tick, each function with a ready pod is also scaled by the per-function
+    logic on a copy of the autoscaler: a function that acts is always in the pre-check's
+    set, and one the pre-check holds for a scale-down always acts (no Python work for
+    functions stuck below the scale-down threshold with nothing to lower or delete)."""
+    names = [f"f{i}" for i in range(6)]
+    f = cluster(
+        n_gpus=6,
+        functions=tuple((n, "resnet50") for n in names),
+        latency=lambda m, b, s, q: (0.002 + 0.03 / s) / q,
+    )
+    auto = has()
+    seen = {"up": 0, "down": 0, "stuck": 0}
+    precheck = auto._needs_scaling
+
+    def checked(now: float) -> np.ndarray:
+        want = precheck(now)
+        for i in np.flatnonzero(auto._fns.n_ready > 0).tolist():
+            other = copy.deepcopy(auto, memo={id(f): f})
+            acts: list = []
+            other._scale(now, i, names[i], "resnet50", RowLayout(f), acts)
+            cap, pred = auto._fns.cap[i], auto.predictions[i]
+            if pred > 0.9 * cap:
+                seen["up"] += 1
+                assert want[i], (now, i)  # every scale-up is tried
+            elif acts:
+                seen["down"] += 1
+                assert want[i], (now, i)
+            else:
+                seen["stuck"] += int(pred < 0.3 * cap)  # below the threshold, nothing to do
+                assert not want[i], (now, i)
+        return want
+
+    auto._needs_scaling = checked
+    rates = [(0.0, 40.0), (60.0, 3.0), (120.0, 80.0), (180.0, 0.0), (240.0, 15.0)]
+    for k, name in enumerate(names):
+        for t0, r in rates:
+            f.set_rate(name, t0 + 7.0 * k, r / (1 + k % 3))
+    for t in np.arange(0.0, 320.0, 2.0):
+        f.step(auto, float(t))
+    assert not f.failed
+    assert min(seen.values()) > 5, seen
+
+
+def test_history_records_every_ready_function_at_every_tick():
+    f = cluster(n_gpus=2, functions=(("a", "resnet50"), ("b", "resnet50"), ("idle", "bert")))
+    f.set_rate("a", 0.0, 12.0)
+    f.set_rate("b", 3.0, 4.0)
+    auto = HASAutoscaler(HASConfig(), quota_delay_s=0.0, record=True)
+    for t in np.arange(0.0, 30.0, 2.0):
+        f.step(auto, float(t))
+    assert auto.history is not None
+    rows = [r for r in auto.history if r[0] == 28.0]
+    assert [r[1] for r in rows] == ["a", "b"]  # function order; "idle" has no pod
+    for _, name, m, pred, cap in rows:
+        assert m == pytest.approx(f.arrivals(name, 18.0, 28.0) / 10.0)
+        assert pred >= m + 5.0
+        pods = f.live(name)
+        assert cap == pytest.approx(
+            sum(auto.capacity(f, "resnet50", 4, p.sm_pct, p.quota) for p in pods)
+        )
+    assert [r[1] for r in auto.history if r[0] == 0.0] == []  # no pod yet at t = 0
+
+
+# ---- the GPU layout, read lazily ---------------------------------------------------------------
+class _Counting(fakes.FakeCluster):
+    """Counts the GPUs read one by one."""
+
+    reads = 0
+
+    def gpus_of(self, ids):
+        self.reads += len(ids)
+        return super().gpus_of(ids)
+
+
+def test_layout_reads_the_gpus_in_use_and_unused_ones_only_when_reached():
+    f = _Counting(n_gpus=40, period=2.0)  # "o": a function not managed here
+    f.add_pod("o", 50, 0.6, 3, 0)  # HGO 0.3
+    f.add_pod("o", 100, 0.7, 5, 0)  # HGO 0.7
+    layout = RowLayout(f)
+    layout.increases.append((3, 0, 50.0, 0.2))  # in flight on GPU 3, row 0
+    g3 = layout.gpu(3)
+    assert f.reads == 2  # the two GPUs in use
+    assert g3.rows[0].free == pytest.approx(0.2) and g3.hgo == pytest.approx(0.4)
+    assert sorted(g.id for g in layout.used()) == [3, 5]
+    walk = layout.by_id()
+    assert [next(walk).id for _ in range(4)] == [0, 1, 2, 3]
+    assert f.reads == 5  # unused GPUs 0, 1, 2 read as reached
+    assert [g.id for g in layout.by_id()] == list(range(40)) and f.reads == 40
+
+    # a first pod reads the GPUs in use, then the first unused GPU it needs
+    g = _Counting(n_gpus=40, period=2.0)  # "o": a function not managed here
+    g.add_pod("o", 100, 0.7, 5, 0)  # HGO 0.7: above first_pod_hgo
+    g.set_rate("f", 0.0, 5.0)
+    assert g.step(has(), 1.0) == [CreatePod("f", 30.0, 0.3, 4, gpu=0, row=0)]
+    assert g.reads == 2
+
+
+def test_view_gpu_reads_agree_with_gpus_through_a_simulation():
+    """gpu_pod_counts / gpus_of (read per GPU, cached per cluster change) against the
+    full gpus() at every decision of a simulation with creations, quota changes and
+    deletions."""
+
+    class Checked(HASAutoscaler):
+        calls = 0
+
+        def decide(self, now, view):
+            full = view.gpus()
+            ids = np.arange(len(full))[::-1]
+            assert view.gpus_of(ids) == full[::-1]
+            assert view.gpu_pod_counts().tolist() == [len(g.pods) for g in full]
+            out = super().decide(now, view)
+            self.calls += 1
+            return out
+
+    w = stepped([(5, 20), (60, 60), (1, 120)])
+    auto = Checked(HASConfig(), quota_delay_s=0.5)
+    sim, _ = simulate(
+        w, auto, latency=StubLatency(0.005, "deterministic"), quota_delay=0.5, nodes=3
+    )
+    kinds = {a["action"] for a in sim.logs.actions}
+    assert kinds == {"CreatePod", "UpdateQuota", "DeletePod"} and auto.calls > 50
+
+
+def test_competing_functions_in_simulation_keep_every_invariant():
+    w = poisson_workload({"a": 30.0, "b": 3.0, "c": 12.0}, 120.0, seed=4)
+    sim, req = simulate(w, has(), latency=StubLatency(0.02), nodes=2)
+    assert len(req) == w.total_requests
+    assert all(a["ok"] for a in sim.logs.actions)
+    assert {a["function"] for a in sim.logs.actions if a["action"] == "CreatePod"} == {
+        "a",
+        "b",
+        "c",
+    }
 
 
 # ---- simulation ---------------------------------------------------------------------------
@@ -520,7 +543,7 @@ def test_prewarm_first_pod_exists_at_start():
 
 
 def test_fallback_least_hgo_gpu_small_quota_when_no_unused_gpu():
-    f = FakeCluster(n_gpus=2)
+    f = cluster(n_gpus=2)
     f.add_pod("f", 30, 1.0, 0, 0)
     f.add_pod("o", 70, 1.0, 0, 1)  # GPU 0 full (HGO 1.0)
     f.add_pod("o", 60, 1.0, 1, 0)
@@ -536,7 +559,7 @@ def test_fallback_least_hgo_gpu_small_quota_when_no_unused_gpu():
 
 
 def test_competing_functions_never_overcommit_a_gpu():
-    f = FakeCluster(n_gpus=2, functions=(("a", "resnet50"), ("b", "bert"), ("c", "gpt2")))
+    f = cluster(n_gpus=2, functions=(("a", "resnet50"), ("b", "bert"), ("c", "gpt2")))
     auto = has()
     t = 0.0
     for rate in (5.0, 20.0, 60.0, 5.0, 0.0, 40.0):
@@ -561,7 +584,7 @@ def test_max_pods_stops_horizontal_scaling_after_vertical():
 
 
 def test_zero_capacity_model_goes_to_full_row_quota_and_stays():
-    f = FakeCluster(n_gpus=2, functions=(("m", "mobilenet_v3_large"),))
+    f = cluster(n_gpus=2, functions=(("m", "mobilenet_v3_large"),))
     auto = has(zero_capacity_models=["mobilenet"], max_pods=1)
     f.set_rate("m", 0.0, 0.0)
     f.add_pod("m", 30.0, 0.3, 0, 0)
@@ -574,26 +597,18 @@ def test_zero_capacity_model_goes_to_full_row_quota_and_stays():
     assert f.live("m")[0].quota == pytest.approx(1.0)
 
 
-class _Backlog(FakeCluster):
-    """A FakeCluster whose queued + in-service count is set by the test."""
-
-    n = 0
-
-    def queue_length(self, f):
-        return self.n
-
-
 def test_rate_source_completions_subtracts_the_backlog_growth():
-    f = _Backlog(n_gpus=1)
+    # the queued + in-service count is set by the test: queued n, one in flight
+    f = cluster(n_gpus=1, functions=(("f", "resnet50"), ("g", "resnet50")))
     f.set_rate("f", 0.0, 10.0)
     arr = has(rate_source="arrivals")
     done = has(rate_source="completions")
     for t, n in ((0.0, 0), (2.0, 0), (4.0, 10), (6.0, 20), (8.0, 30), (10.0, 40), (12.0, 20)):
-        f.now, f.n = t, n
-        m_arr = arr.measured_rate(f, "f", t)
-        m_done = done.measured_rate(f, "f", t)
+        f.now, f.queued, f.flight = t, {"f": n - 1 if n else 0}, {"f": 1 if n else 0}
+        m_arr = arr.measured_rates(f, t)
+        m_done = done.measured_rates(f, t)
     # at 12 s: 100 arrivals in (2, 12]; the count grew 0 -> 20 since 2 s: 80 served
-    assert m_arr == pytest.approx(10.0)
-    assert m_done == pytest.approx(8.0)
+    assert m_arr[0] == pytest.approx(10.0) and m_arr[1] == 0.0
+    assert m_done[0] == pytest.approx(8.0) and m_done[1] == 0.0
     with pytest.raises(InputError):
         has(rate_source="queue")

@@ -180,6 +180,16 @@ class ClusterView(Protocol):
         """Mean batch latency (s) from the simulation's latency model."""
         ...
 
+    # ---- GPUs by id ---------------------------------------------------------------------
+    def gpu_pod_counts(self) -> np.ndarray:
+        """int64 per GPU, indexed by GPU id like ``gpus()``: the pods placed on it (a GPU
+        with none is unused)."""
+        ...
+
+    def gpus_of(self, ids: np.ndarray) -> list[GpuInfo]:
+        """The GPUs with these ids, in that order (as ``gpus()`` describes them)."""
+        ...
+
 
 class Autoscaler(Protocol):
     """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0).

@@ -6,36 +6,52 @@ of the GPU's SMs; time quotas as fractions of the token window (hasim's unit; th
 spec's "quota 10" is 0.1 here); times in simulated seconds; latencies from the view
 in seconds, turned into milliseconds for the capacity formula.
 
-Per decision (every ``period_s``, 2 s):
+Per decision (every ``period_s``, 2 s: ``view.cause`` is ``Call.TICK``):
 
 * every function's load predictor gets the measured rate m = arrivals over the last
   ``rate_window_s`` / ``rate_window_s`` (2.3);
 * a function with no pods that has seen a request gets its first pod (scale to 1,
-  never to 0), also between periods through ``wake_on_arrival``;
+  never to 0), also between periods through ``wake_on_arrival`` (``Call.WAKE``);
 * a function with >= 1 ready pod is scaled (2.4) with capacity
   T = 1000 / (L + 70) * (b + 1) / 2 per pod, L = mean batch latency in ms (2.2).
 
-The decision keeps a local copy of the GPU layout and updates it with its own
-actions, so functions decided later in the same call see the quota and pods granted
-earlier. Quota changes still in flight (issued less than ``cluster.quota_delay`` ago,
-so the view still shows the old quota) are remembered: increases count as already
-taken from their row, decreases free nothing until applied.
+The decision runs over arrays of all functions: arrival counts from the view, the
+predictions (one Kalman filter per function, updated together), each function's
+capacity sum, pod counts and the two quantities that say whether a scale-down can act
+(the capacity one quota step down loses, the smallest deletable pod's capacity). These
+are kept per function and recomputed only for the functions whose pods changed (an
+action of ours, a pod become ready, a quota change come due). Python-level work is
+done only for the functions that act: a first pod, a scale-up (prediction above
+``scale_up_threshold`` x capacity), or a scale-down that lowers a quota or deletes a
+pod; they are decided in the order of ``view.functions()``.
+
+The decision keeps a local copy of the GPU layout (read from the view only when a
+function acts) and updates it with its own actions, so functions decided later in the
+same call see the quota and pods granted earlier. Quota changes still in flight
+(issued less than ``cluster.quota_delay`` ago, so the view still shows the old quota)
+are remembered: increases count as already taken from their row, decreases free
+nothing until applied.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hasim.autoscale.base import (
     Action,
+    Call,
     ClusterView,
     CreatePod,
     DeletePod,
     PodInfo,
     UpdateQuota,
 )
-from hasim.autoscale.predictors import Predictor, make_predictor
+from hasim.autoscale.kit import has_capacity_rps, require
+from hasim.autoscale.predictors import PredictorBank, make_predictor_bank
 from hasim.cluster.models import model_facts
 from hasim.cluster.placement import RowGpu, RowLayout, row_order
 from hasim.config.schema import ClusterConfig
@@ -170,15 +186,6 @@ class HASConfig:
     zero_capacity_models: list[str] = field(default_factory=list)  # T = 0 for these
 
 
-def pod_capacity_rps(latency_ms: float, batch: int, overhead_ms: float = 70.0) -> float:
-    """HAS-GPU pod capacity (req/s): 1000 / (L + overhead) * (b + 1) / 2 (SYSTEMS.md 2.2).
-
-    latency_ms: mean batch latency L (ms); batch: max batch b; overhead_ms: fixed
-    per-request time outside the GPU (ms).
-    """
-    return 1000.0 / (latency_ms + overhead_ms) * (batch + 1) / 2.0
-
-
 def _floor6(x: float) -> float:
     """Round a quota down to 1e-6 so float noise never exceeds a row's free quota."""
     return math.floor(x * 1e6 + 1e-6) / 1e6
@@ -197,6 +204,23 @@ class _Pod:
     gpu: int
     row: int
     ready: bool
+
+
+class _Functions:
+    """Per-function state of the pods, arrays indexed like ``view.functions()``: the
+    cached pod lists and what the vectorised decision needs of them."""
+
+    def __init__(self, n: int) -> None:
+        self.pods: list[list[_Pod]] = [[] for _ in range(n)]
+        self.starting = np.zeros(n, dtype=np.int64)  # view's pod counts when last read
+        self.ready = np.zeros(n, dtype=np.int64)
+        self.n_pods = np.zeros(n, dtype=np.int64)  # live pods placed in rows
+        self.n_ready = np.zeros(n, dtype=np.int64)  # of which ready
+        self.cap = np.zeros(n)  # capacity: sum of T over the counted pods, req/s
+        self.up_at = np.zeros(n)  # scale_up_threshold x cap, req/s
+        self.down_at = np.zeros(n)  # scale_down_threshold x cap, req/s
+        self.step_loss = np.full(n, math.inf)  # least T lost by one quota step down, req/s
+        self.delete_cap = np.full(n, math.inf)  # least T of a deletable pod, req/s
 
 
 class HASAutoscaler:
@@ -221,15 +245,19 @@ class HASAutoscaler:
         self.period_s: float | None = cfg.period_s
         self.quota_delay_s = float(quota_delay_s)
         self.model_memory_mb = dict(model_memory_mb or {})
-        self.predictors: dict[str, Predictor] = {}
-        self.predictions: dict[str, float] = {}
-        self.measured: dict[str, float] = {}
-        self.last_scale_down: dict[str, float] = {}
         self.history: list[tuple[float, str, float, float, float]] | None = [] if record else None
-        self._pending: dict[int, tuple[float, float]] = {}  # pod -> (quota, applied by)
-        self._next_tick = -math.inf
-        self._seen: set[str] = set()  # functions that have had a request
-        self._in_system: dict[str, list[tuple[float, int]]] = {}  # (s, queued + in service)
+        # per function (arrays indexed like view.functions(), made at the first call)
+        self.measured = np.zeros(0)  # m of the last tick, req/s
+        self.predictions = np.zeros(0)  # prediction of the last tick, req/s
+        self.last_scale_down = np.zeros(0)  # s; -inf before the first
+        self._predictor: PredictorBank | None = None
+        self._arrived = np.zeros(0, dtype=bool)  # functions that have had a request
+        self._arrived_at = -math.inf  # s; _arrived counts the requests up to then
+        self._fns = _Functions(0)
+        self._totals: np.ndarray | None = None  # requests per function (prewarm_first_pod)
+        self._dirty: set[int] = set()  # functions whose pod cache must be re-read
+        self._pending: dict[int, tuple[float, float, int]] = {}  # pod -> quota, by, function
+        self._in_system: list[tuple[float, np.ndarray]] = []  # (s, queued + in service)
         self._cap_cache: dict[tuple[str, int, float, float], float] = {}
         self._eff_cache: dict[tuple[str, int], tuple[float, float, float]] = {}
         self._mem_cache: dict[str, float] = {}
@@ -260,7 +288,7 @@ class HASAutoscaler:
                 t = 0.0
             else:
                 lat_ms = 1000.0 * self._view.latency_s(model, batch, key[2], key[3])
-                t = pod_capacity_rps(lat_ms, batch, self.cfg.overhead_ms)
+                t = has_capacity_rps(lat_ms, batch, self.cfg.overhead_ms)
             self._cap_cache[key] = t
         return t
 
@@ -268,18 +296,23 @@ class HASAutoscaler:
         name = model.lower()
         return any(k.lower() in name for k in self.cfg.zero_capacity_models)
 
-    def measured_rate(self, view: ClusterView, name: str, now: float) -> float:
-        """The measured rate m (req/s) of function ``name`` over the last rate_window_s:
+    def measured_rates(
+        self, view: ClusterView, now: float, arrived: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The measured rate m (req/s) of every function over the last rate_window_s:
         arrivals, or (rate_source ``completions``) requests that left the system:
         arrivals minus the growth of the queued + in-service count over the window
-        (the count is recorded at every decision; 0 before the first)."""
+        (the counts are recorded at every call of this method; 0 before the first).
+        arrived: the arrivals of the window, if already read from the view."""
         window = float(self.cfg.rate_window_s)
-        arrived = view.arrivals(name, now - window, now)
+        if arrived is None:
+            arrived = view.arrival_counts(now - window)
         if self.cfg.rate_source == "arrivals":
             return arrived / window
-        hist = self._in_system.setdefault(name, [])
-        n_now = view.queue_length(name) + view.in_flight(name)
-        n_then = 0
+        every = np.arange(arrived.size)
+        n_now = view.queued_counts(every) + view.in_flight_counts(every)
+        hist = self._in_system
+        n_then = np.zeros_like(n_now)
         for t, n in hist:  # the last record at or before now - window
             if t <= now - window + 1e-6:
                 n_then = n
@@ -288,7 +321,7 @@ class HASAutoscaler:
         hist.append((now, n_now))
         while len(hist) > 1 and hist[1][0] <= now - window + 1e-6:
             hist.pop(0)
-        return max(0.0, arrived - (n_now - n_then)) / window
+        return np.maximum(0.0, arrived - (n_now - n_then)) / window
 
     def batch_for(self, model: str) -> int:
         """Max batch of a new pod of ``model`` (requests)."""
@@ -343,128 +376,239 @@ class HASAutoscaler:
 
     # ---- the decision ----------------------------------------------------------------
     def decide(self, now: float, view: ClusterView) -> list[Action]:
-        """Actions for this instant: periodic scaling on the 2-s ticks, and first pods
-        for functions seen without pods at any call."""
+        """Actions for this instant: periodic scaling on the ticks, and first pods for
+        functions seen without pods at any call."""
         self._bind(view)
-        first_call = self._next_tick == -math.inf
-        tick = now >= self._next_tick - 1e-6
+        first_call = self._predictor is None
+        if first_call:
+            self._start(view)
+        layout = RowLayout(view)
+        self._settle_pending(now, view, layout)
+        self._sync(view)
+        tick = view.cause is Call.TICK
+        window = None
         if tick:
-            self._next_tick = now + float(self.cfg.period_s)
-        layout, by_fn = self._snapshot(now, view, tick)
+            window = view.arrival_counts(now - self.cfg.rate_window_s)
+            self._predict(now, view, window)
+        act = self._needs_first_pod(now, view, first_call, window)
+        if tick:
+            act |= self._needs_scaling(now)
+        acting = np.flatnonzero(act)
+        if acting.size == 0:
+            return []
+        specs = view.functions()
+        fns = self._fns
         actions: list[Action] = []
-        for spec in view.functions():
-            name = spec.name
-            if tick:
-                m = self.measured_rate(view, name, now)
-                pred = self._predictor(name).update(m)
-                self.measured[name] = m
-                self.predictions[name] = pred
-            pods = by_fn.get(name)
-            if pods is None:
-                if first_call and self.cfg.prewarm_first_pod and view.total_arrivals(name) > 0:
-                    self._first_pod(name, spec.model, layout.get(), actions, warm=True)
-                elif name in self._seen or view.arrivals(name, -math.inf, now) > 0:
-                    self._seen.add(name)
-                    self._first_pod(name, spec.model, layout.get(), actions)
-                continue
-            if tick and any(p.ready for p in pods):
-                self._scale(now, name, spec.model, pods, layout, actions)
+        for i in acting.tolist():
+            spec = specs[i]
+            n0 = len(actions)
+            if fns.n_pods[i] == 0:
+                warm = bool(first_call and self._totals is not None and self._totals[i] > 0)
+                self._first_pod(i, spec.name, spec.model, layout, actions, warm)
+            else:
+                self._scale(now, i, spec.name, spec.model, layout, actions)
+            if len(actions) > n0:
+                self._dirty.add(i)
         return actions
 
-    def _predictor(self, name: str) -> Predictor:
-        p = self.predictors.get(name)
-        if p is None:
-            c = self.cfg
-            p = make_predictor(
-                c.predictor,
-                q=c.kalman_q,
-                r=c.kalman_r,
-                x0=c.kalman_x0,
-                p0=c.kalman_p0,
-                sqrt_gain=c.kalman_sqrt_gain,
-                min_margin=c.kalman_min_margin_rps,
-            )
-            self.predictors[name] = p
-        return p
+    def _start(self, view: ClusterView) -> None:
+        """The per-function arrays, at the first call."""
+        c = self.cfg
+        n = len(view.functions())
+        self._predictor = make_predictor_bank(
+            c.predictor,
+            n,
+            q=c.kalman_q,
+            r=c.kalman_r,
+            x0=c.kalman_x0,
+            p0=c.kalman_p0,
+            sqrt_gain=c.kalman_sqrt_gain,
+            min_margin=c.kalman_min_margin_rps,
+        )
+        self.measured = np.zeros(n)
+        self.predictions = np.zeros(n)
+        self.last_scale_down = np.full(n, -math.inf)
+        self._fns = _Functions(n)
+        self._arrived = np.zeros(n, dtype=bool)
+        self._totals = view.workload_arrivals() if c.prewarm_first_pod else None
 
-    def _snapshot(
-        self, now: float, view: ClusterView, full: bool
-    ) -> tuple[RowLayout, dict[str, list[_Pod]]]:
-        """A lazy copy of the layout and every function's live pods (effective quotas:
-        in-flight targets); with ``full`` False (a wake between periods) the pod lists
-        are left empty: only which functions have pods matters then."""
-        gpus = RowLayout(view)
-        by_fn: dict[str, list[_Pod]] = {}
-        seen: set[int] = set()
-        for p in view.pods():
-            if p.state == "draining" or p.gpu is None or p.row < 0:
-                continue
-            seen.add(p.id)
-            pods = by_fn.setdefault(p.function, [])
-            if not full and p.id not in self._pending:
-                continue
-            q = float(p.quota)
-            pend = self._pending.get(p.id)
-            if pend is not None:
-                if now >= pend[1] - 1e-9 or abs(pend[0] - q) < EPS:
-                    del self._pending[p.id]
-                else:
-                    if pend[0] > q:  # an increase not yet applied: already taken
-                        gpus.increases.append((p.gpu, p.row, float(p.sm_pct), pend[0] - q))
-                    q = pend[0]
-            if full:
-                pods.append(_pod(p, q))
-        for pid in [k for k in self._pending if k not in seen]:
-            del self._pending[pid]
-        return gpus, by_fn
+    def _predict(self, now: float, view: ClusterView, window: np.ndarray) -> None:
+        """Feed every function's predictor its measured rate (a tick); ``window``: the
+        arrivals of the last rate_window_s."""
+        assert self._predictor is not None
+        self.measured = self.measured_rates(view, now, window)
+        self.predictions = self._predictor.update(self.measured)
+        if self.history is not None:
+            fns, specs = self._fns, view.functions()
+            for i in np.flatnonzero(fns.n_ready > 0).tolist():
+                self.history.append(
+                    (
+                        now,
+                        specs[i].name,
+                        float(self.measured[i]),
+                        float(self.predictions[i]),
+                        float(fns.cap[i]),
+                    )
+                )
+
+    def _needs_first_pod(
+        self, now: float, view: ClusterView, first_call: bool, window: np.ndarray | None
+    ) -> np.ndarray:
+        """Functions with no pods that get their first one now: they have had a request
+        (or, at the first call with prewarm_first_pod, have requests in the workload).
+        ``window``: at a tick, the arrivals of the last rate_window_s."""
+        none = self._fns.n_pods == 0
+        if not none.any():
+            return none
+        if (none & ~self._arrived).any():
+            if window is not None and self._arrived_at >= now - self.cfg.rate_window_s:
+                self._arrived |= window > 0  # what arrived since the last look is in it
+            else:
+                self._arrived = view.arrival_counts(-math.inf) > 0
+            self._arrived_at = now
+        want = self._arrived
+        if first_call and self._totals is not None:
+            want = want | (self._totals > 0)
+        return none & want
+
+    def _needs_scaling(self, now: float) -> np.ndarray:
+        """Functions whose scaling acts at this tick (``_scale``): a ready pod and either
+        prediction > up x capacity (scale-up: every step (a)-(d) is tried), or
+        prediction < down x capacity with the cooldown over, and a quota step down or a
+        deletion fits in the demand D = up x capacity - prediction (exactly the
+        conditions under which ``_scale_down`` acts)."""
+        c, fns, pred = self.cfg, self._fns, self.predictions
+        ready = fns.n_ready > 0
+        up = pred > fns.up_at
+        down = pred < fns.down_at
+        if down.any():
+            demand = fns.up_at - pred
+            down &= (
+                (now - self.last_scale_down >= c.cooldown_s - 1e-9)
+                & (demand > EPS)
+                & ((fns.step_loss < demand) | ((fns.n_pods > 1) & (fns.delete_cap <= demand + EPS)))
+            )
+            up |= down
+        return ready & up
+
+    # ---- the pods of each function ---------------------------------------------------
+    def _settle_pending(self, now: float, view: ClusterView, layout: RowLayout) -> None:
+        """Forget quota changes that are applied, due or moot (pod gone); the increases
+        still in flight are taken from their rows in ``layout`` (in pod id order)."""
+        for pid in sorted(self._pending):
+            quota, due, fn = self._pending[pid]
+            p = next((p for p in view.pods_of(fn) if p.id == pid), None)
+            if (
+                p is None
+                or p.state == "draining"
+                or not _placed(p)
+                or now >= due - 1e-9
+                or abs(quota - p.quota) < EPS
+            ):
+                del self._pending[pid]
+                self._dirty.add(fn)
+            elif quota > p.quota:  # an increase not yet applied: already taken
+                layout.increases.append((int(p.gpu), p.row, float(p.sm_pct), quota - p.quota))
+
+    def _sync(self, view: ClusterView) -> None:
+        """Re-read the pods of the functions that acted, whose quota change came due, or
+        whose starting / ready pod counts changed since the last call."""
+        fns = self._fns
+        starting, ready = view.pod_counts("starting"), view.pod_counts("ready")
+        changed = np.flatnonzero((starting != fns.starting) | (ready != fns.ready))
+        if changed.size:
+            fns.starting[changed] = starting[changed]
+            fns.ready[changed] = ready[changed]
+            self._dirty.update(changed.tolist())
+        if not self._dirty:
+            return
+        specs = view.functions()
+        for i in sorted(self._dirty):
+            self._read_pods(view, i, specs[i].model)
+        self._dirty.clear()
+
+    def _read_pods(self, view: ClusterView, i: int, model: str) -> None:
+        """Function ``i``'s live pods placed in rows (effective quotas: in-flight
+        targets) and its per-function summaries."""
+        c, fns = self.cfg, self._fns
+        pods = []
+        for p in view.pods_of(i):
+            if p.state != "draining" and _placed(p):
+                pend = self._pending.get(p.id)
+                pods.append(_pod(p, float(p.quota) if pend is None else pend[0]))
+        fns.pods[i] = pods
+        counted = pods if c.count_starting_pods else [p for p in pods if p.ready]
+        cap = sum(self._cap(model, p.batch, p.sm, p.quota) for p in counted)
+        fns.cap[i] = cap
+        fns.up_at[i] = c.scale_up_threshold * cap
+        fns.down_at[i] = c.scale_down_threshold * cap
+        fns.n_pods[i] = len(pods)
+        fns.n_ready[i] = sum(p.ready for p in pods)
+        fns.step_loss[i] = min(
+            (self._step_down(model, p, 1)[1] for p in pods if p.quota > c.min_quota + EPS),
+            default=math.inf,
+        )
+        fns.delete_cap[i] = min(
+            (
+                self._cap(model, p.batch, p.sm, p.quota)
+                for p in pods
+                if p.sm <= c.max_delete_sm + EPS
+            ),
+            default=math.inf,
+        )
 
     # ---- scaling -------------------------------------------------------------------
     def _scale(
         self,
         now: float,
+        i: int,
         name: str,
         model: str,
-        pods: list[_Pod],
         layout: RowLayout,
         actions: list[Action],
     ) -> None:
         c = self.cfg
-        counted = pods if c.count_starting_pods else [p for p in pods if p.ready]
-        cap = sum(self._cap(model, p.batch, p.sm, p.quota) for p in counted)
-        pred = self.predictions.get(name, 0.0)
-        if self.history is not None:
-            self.history.append((now, name, self.measured.get(name, 0.0), pred, cap))
+        pods = self._fns.pods[i]
+        cap = float(self._fns.cap[i])
+        pred = float(self.predictions[i])
         if pred > c.scale_up_threshold * cap:
             demand = pred - c.scale_up_threshold * cap
-            self._scale_up(now, name, model, pods, layout.get(), actions, demand)
+            self._scale_up(now, i, name, model, pods, layout, actions, demand)
         elif (
             pred < c.scale_down_threshold * cap
-            and now - self.last_scale_down.get(name, -math.inf) >= c.cooldown_s - 1e-9
+            and now - self.last_scale_down[i] >= c.cooldown_s - 1e-9
         ):
             demand = c.scale_up_threshold * cap - pred
-            if self._scale_down(now, model, pods, actions, demand):
-                self.last_scale_down[name] = now
+            if self._scale_down(now, i, model, pods, actions, demand):
+                self.last_scale_down[i] = now
 
     def _set_quota(
-        self, now: float, pod: _Pod, quota: float, gpus: dict[int, RowGpu], actions: list[Action]
+        self,
+        now: float,
+        fn: int,
+        pod: _Pod,
+        quota: float,
+        layout: RowLayout,
+        actions: list[Action],
     ) -> None:
         quota = _r6(min(1.0, max(quota, self.cfg.update_min_quota)))
         delta = quota - pod.quota
         if delta > 0:
-            g = gpus[pod.gpu]
+            g = layout.gpu(pod.gpu)
             g.rows[pod.row].free = max(0.0, g.rows[pod.row].free - delta)
             g.hgo += pod.sm / 100.0 * delta
         pod.quota = quota
-        self._pending[pod.id] = (quota, now + self.quota_delay_s)
+        self._pending[pod.id] = (quota, now + self.quota_delay_s, fn)
         actions.append(UpdateQuota(pod.id, quota))
 
     def _scale_up(
         self,
         now: float,
+        fn: int,
         name: str,
         model: str,
         pods: list[_Pod],
-        gpus: dict[int, RowGpu],
+        layout: RowLayout,
         actions: list[Action],
         demand: float,
     ) -> None:
@@ -474,7 +618,7 @@ class HASAutoscaler:
         for pod in sorted(pods, key=lambda p: (-p.sm, p.id)):
             if demand <= EPS:
                 return
-            row = gpus[pod.gpu].rows[pod.row]
+            row = layout.gpu(pod.gpu).rows[pod.row]
             q_max = min(1.0, _floor6(pod.quota + row.free))
             if q_max <= pod.quota + EPS:
                 continue
@@ -493,7 +637,7 @@ class HASAutoscaler:
                     break
                 k += 1
             if best > pod.quota + EPS:
-                self._set_quota(now, pod, best, gpus, actions)
+                self._set_quota(now, fn, pod, best, layout, actions)
                 demand -= gain
         room = math.inf if c.max_pods is None else c.max_pods - len(pods)
         if demand <= EPS or room <= 0:
@@ -507,7 +651,7 @@ class HASAutoscaler:
         mem = self._mem(model)
         # (b) horizontal on used GPUs with HGO < threshold, least HGO first
         used = sorted(
-            (g for g in gpus.values() if g.used and g.usable and g.hgo < c.hgo_threshold),
+            (g for g in layout.used() if g.usable and g.hgo < c.hgo_threshold),
             key=lambda g: (g.hgo, g.id),
         )
         for g in used:
@@ -534,7 +678,7 @@ class HASAutoscaler:
             return
         # (c) unused GPUs: the most efficient config
         made = 0
-        for g in sorted(gpus.values(), key=lambda g: g.id):
+        for g in layout.by_id():
             if demand <= EPS or (c.new_gpu_max_pods is not None and made >= c.new_gpu_max_pods):
                 return
             if full():
@@ -545,12 +689,12 @@ class HASAutoscaler:
             demand -= self._create(name, model, batch, sm, q, g, 0, mem, actions)
             made += 1
         if demand <= EPS or any(
-            not g.used and g.usable and g.mem_free + EPS >= mem for g in gpus.values()
+            not g.used and g.usable and g.mem_free + EPS >= mem for g in layout.by_id()
         ):
             return
         # (d) no unused GPU: least-HGO GPU regardless, small quota, empty row SM 50
         made = 0
-        for g in sorted(gpus.values(), key=lambda g: (g.hgo, g.id)):
+        for g in sorted(layout.by_id(), key=lambda g: (g.hgo, g.id)):
             if made >= c.fallback_max_pods or demand <= EPS or full():
                 return
             if not g.usable or g.mem_free + EPS < mem:
@@ -615,16 +759,24 @@ class HASAutoscaler:
         actions.append(CreatePod(name, sm, quota, batch, gpu=g.id, row=row, warm=warm))
         return self._cap(model, batch, sm, quota)
 
+    def _step_down(self, model: str, pod: _Pod, k: int) -> tuple[float, float]:
+        """Quota ``k`` steps below the pod's (not below min_quota) and the capacity lost
+        (req/s)."""
+        c = self.cfg
+        q_new = _r6(max(pod.quota - k * c.quota_step, c.min_quota))
+        t0 = self._cap(model, pod.batch, pod.sm, pod.quota)
+        return q_new, t0 - self._cap(model, pod.batch, pod.sm, q_new)
+
     def _scale_down(
         self,
         now: float,
+        fn: int,
         model: str,
         pods: list[_Pod],
         actions: list[Action],
         demand: float,
     ) -> bool:
         c = self.cfg
-        step = c.quota_step
         acted = False
         # (a) vertical: pods by SM ascending, quota down in steps while the loss < D
         for pod in sorted(pods, key=lambda p: (p.sm, p.id)):
@@ -632,12 +784,10 @@ class HASAutoscaler:
                 break
             if pod.quota <= c.min_quota + EPS:
                 continue
-            t0 = self._cap(model, pod.batch, pod.sm, pod.quota)
             best, loss = pod.quota, 0.0
             k = 1
             while True:
-                q_new = _r6(max(pod.quota - k * step, c.min_quota))
-                lost = t0 - self._cap(model, pod.batch, pod.sm, q_new)
+                q_new, lost = self._step_down(model, pod, k)
                 if lost >= demand:
                     break
                 best, loss = q_new, lost
@@ -647,7 +797,7 @@ class HASAutoscaler:
             if best < pod.quota - EPS:
                 # a decrease frees nothing locally until the scheduler applies it
                 pod.quota = _r6(max(best, c.update_min_quota))
-                self._pending[pod.id] = (pod.quota, now + self.quota_delay_s)
+                self._pending[pod.id] = (pod.quota, now + self.quota_delay_s, fn)
                 actions.append(UpdateQuota(pod.id, pod.quota))
                 demand -= loss
                 acted = True
@@ -670,9 +820,10 @@ class HASAutoscaler:
     # ---- scale to one ------------------------------------------------------------------
     def _first_pod(
         self,
+        fn: int,
         name: str,
         model: str,
-        gpus: dict[int, RowGpu],
+        layout: RowLayout,
         actions: list[Action],
         warm: bool = False,
     ) -> None:
@@ -684,22 +835,31 @@ class HASAutoscaler:
         if c.first_pod_config == "efficient":
             sm, quota, _ = self._efficient(model, batch)
         elif c.first_pod_config == "optimal_sm":
-            sm, quota = self.optimal_sm(model, self.predictions.get(name, 0.0)), c.default_quota
+            sm, quota = self.optimal_sm(model, float(self.predictions[fn])), c.default_quota
         else:
             sm, quota = c.default_sm, c.default_quota
         mem = self._mem(model)
-        ok = [g for g in gpus.values() if g.usable and g.mem_free + EPS >= mem]
-        used = sorted((g for g in ok if g.used), key=lambda g: (g.hgo, g.id))
-        order = [g for g in used if g.hgo < c.first_pod_hgo]
-        order += sorted((g for g in ok if not g.used), key=lambda g: g.id)
-        if c.first_pod_fallback:
-            order += [g for g in used if g.hgo >= c.first_pod_hgo]
+
+        def ok(g: RowGpu) -> bool:
+            return g.usable and g.mem_free + EPS >= mem
+
+        used = sorted((g for g in layout.used() if ok(g)), key=lambda g: (g.hgo, g.id))
+        order = itertools.chain(
+            (g for g in used if g.hgo < c.first_pod_hgo),
+            (g for g in layout.by_id() if not g.used and ok(g)),  # read as reached
+            (g for g in used if g.hgo >= c.first_pod_hgo) if c.first_pod_fallback else (),
+        )
         for g in order:
             spot = self._choose_row(g, sm, quota)
             if spot is not None:
                 ri, s, q = spot
                 self._create(name, model, batch, s, q, g, ri, mem, actions, warm)
                 return
+
+
+def _placed(p: PodInfo) -> bool:
+    """The pod sits in a GPU row (not a rectangle-placed pod)."""
+    return p.gpu is not None and p.row >= 0
 
 
 def _pod(p: PodInfo, quota: float) -> _Pod:
@@ -709,35 +869,61 @@ def _pod(p: PodInfo, quota: float) -> _Pod:
 
 
 def _validate(cfg: HASConfig) -> None:
-    def bad(key: str, expected: str) -> InputError:
-        return InputError(f"autoscaler.{key}={getattr(cfg, key)!r}", expected=expected)
-
-    if not cfg.period_s > 0:
-        raise bad("period_s", "a period in s > 0")
-    if not cfg.rate_window_s > 0:
-        raise bad("rate_window_s", "a window in s > 0")
-    if cfg.predictor not in ("kalman", "last"):
-        raise bad("predictor", "kalman or last")
-    if cfg.rate_source not in ("arrivals", "completions"):
-        raise bad("rate_source", "arrivals or completions")
-    if cfg.max_pods is not None and cfg.max_pods < 1:
-        raise bad("max_pods", "an integer >= 1 or null")
-    if cfg.first_pod_config not in ("default", "optimal_sm", "efficient"):
-        raise bad("first_pod_config", "default, optimal_sm or efficient")
-    if not 0 < cfg.scale_down_threshold < cfg.scale_up_threshold:
-        raise bad("scale_down_threshold", "0 < scale_down_threshold < scale_up_threshold")
-    for key in ("quota_step", "min_quota", "update_min_quota", "default_quota", "fallback_quota"):
-        if not 0 < getattr(cfg, key) <= 1:
-            raise bad(key, "a quota fraction in (0, 1]")
-    for key in ("default_sm", "fallback_sm", "optimal_sm_default"):
-        if not 0 < getattr(cfg, key) <= 100:
-            raise bad(key, "an SM percent in (0, 100]")
-    if not cfg.grid_sm or any(not 0 < s <= 100 for s in cfg.grid_sm):
-        raise bad("grid_sm", "a non-empty list of SM percents in (0, 100]")
-    if not cfg.grid_quota or any(not 0 < q <= 1 for q in cfg.grid_quota):
-        raise bad("grid_quota", "a non-empty list of quota fractions in (0, 1]")
-    if cfg.default_batch < 1 or any(b < 1 for b in cfg.batch_by_model.values()):
-        raise bad("default_batch", "batch sizes >= 1")
+    quota = "a quota fraction in (0, 1]"
+    sm = "an SM percent in (0, 100]"
+    require(
+        cfg,
+        [
+            (cfg.period_s > 0, "period_s", "a period in s > 0"),
+            (cfg.rate_window_s > 0, "rate_window_s", "a window in s > 0"),
+            (cfg.predictor in ("kalman", "last"), "predictor", "kalman or last"),
+            (
+                cfg.rate_source in ("arrivals", "completions"),
+                "rate_source",
+                "arrivals or completions",
+            ),
+            (cfg.max_pods is None or cfg.max_pods >= 1, "max_pods", "an integer >= 1 or null"),
+            (
+                cfg.first_pod_config in ("default", "optimal_sm", "efficient"),
+                "first_pod_config",
+                "default, optimal_sm or efficient",
+            ),
+            (
+                0 < cfg.scale_down_threshold < cfg.scale_up_threshold,
+                "scale_down_threshold",
+                "0 < scale_down_threshold < scale_up_threshold",
+            ),
+            *(
+                (0 < getattr(cfg, key) <= 1, key, quota)
+                for key in (
+                    "quota_step",
+                    "min_quota",
+                    "update_min_quota",
+                    "default_quota",
+                    "fallback_quota",
+                )
+            ),
+            *(
+                (0 < getattr(cfg, key) <= 100, key, sm)
+                for key in ("default_sm", "fallback_sm", "optimal_sm_default")
+            ),
+            (
+                bool(cfg.grid_sm) and all(0 < s <= 100 for s in cfg.grid_sm),
+                "grid_sm",
+                "a non-empty list of SM percents in (0, 100]",
+            ),
+            (
+                bool(cfg.grid_quota) and all(0 < q <= 1 for q in cfg.grid_quota),
+                "grid_quota",
+                "a non-empty list of quota fractions in (0, 1]",
+            ),
+            (
+                cfg.default_batch >= 1 and all(b >= 1 for b in cfg.batch_by_model.values()),
+                "default_batch",
+                "batch sizes >= 1",
+            ),
+        ],
+    )
     for fam, rule in cfg.optimal_sm.items():
         if not (0 < rule.high <= 100 and 0 < rule.low <= 100):
             raise InputError(

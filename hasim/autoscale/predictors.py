@@ -3,7 +3,9 @@ trivial "last measured rate" predictor.
 
 All rates are in requests per second (req/s). A predictor is fed one measured rate ``m``
 per decision period and returns the predicted rate. Keep one predictor per function
-(the public HAS-GPU code shares one filter between functions by mistake).
+(the public HAS-GPU code shares one filter between functions by mistake). A bank
+(``make_predictor_bank``) holds one predictor per function in arrays and updates them all
+at once, with the same arithmetic as one scalar predictor per function.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
+
+from hasim.errors import InputError
 
 
 class Predictor(Protocol):
@@ -24,6 +30,29 @@ class Predictor(Protocol):
     def prediction(self) -> float:
         """The latest prediction (req/s); the initial state before any update."""
         ...
+
+
+class PredictorBank(Protocol):
+    """One predictor per function: an array of measured rates (req/s) in, an array of
+    predicted rates (req/s) out."""
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        """Feed one measured rate per function (req/s); return the predictions (req/s).
+        The returned array is the bank's state: read it, do not modify it."""
+        ...
+
+
+def _check_kalman(q: float, r: float, p0: float) -> None:
+    if q < 0 or r <= 0 or p0 < 0:
+        raise ValueError("Kalman filter needs Q >= 0, R > 0 and P0 >= 0")
+
+
+def _kalman_variance(p: float, q: float, r: float) -> tuple[float, float]:
+    """One step of the variance recursion: (K, P) from the previous P. It does not depend
+    on the measurements."""
+    p_prior = p + q
+    k = p_prior / (p_prior + r)
+    return k, (1.0 - k) * p_prior
 
 
 class KalmanPredictor:
@@ -51,8 +80,7 @@ class KalmanPredictor:
         sqrt_gain: float = 1.0,
         min_margin: float = 5.0,
     ) -> None:
-        if q < 0 or r <= 0 or p0 < 0:
-            raise ValueError("Kalman filter needs Q >= 0, R > 0 and P0 >= 0")
+        _check_kalman(q, r, p0)
         self.q, self.r = float(q), float(r)
         self.sqrt_gain, self.min_margin = float(sqrt_gain), float(min_margin)
         self.x, self.p = float(x0), float(p0)
@@ -60,10 +88,8 @@ class KalmanPredictor:
     def update(self, measured: float) -> float:
         m = float(measured)
         x_prior = self.x
-        p_prior = self.p + self.q
-        k = p_prior / (p_prior + self.r)
+        k, self.p = _kalman_variance(self.p, self.q, self.r)
         x = x_prior + k * (m - x_prior)
-        self.p = (1.0 - k) * p_prior
         x += self.sqrt_gain * math.sqrt(self.p)
         self.x = max(x, m + self.min_margin)
         return self.x
@@ -85,6 +111,49 @@ class LastRatePredictor:
 
     @property
     def prediction(self) -> float:
+        return self.x
+
+
+class KalmanBank:
+    """``n`` KalmanPredictors (one per function) updated together: the states x (req/s)
+    in an array; the variance P ((req/s)^2) and gain K are one number, since their
+    recursion does not depend on the measurements and all filters start together.
+    Element for element the same floating-point operations as KalmanPredictor, so the
+    predictions are bit-identical to one scalar filter per function."""
+
+    def __init__(
+        self,
+        n: int,
+        q: float = 1.0,
+        r: float = 10.0,
+        x0: float = 0.0,
+        p0: float = 1.0,
+        sqrt_gain: float = 1.0,
+        min_margin: float = 5.0,
+    ) -> None:
+        _check_kalman(q, r, p0)
+        self.q, self.r = float(q), float(r)
+        self.sqrt_gain, self.min_margin = float(sqrt_gain), float(min_margin)
+        self.x = np.full(n, float(x0))
+        self.p = float(p0)
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        m = np.asarray(measured, dtype=float)
+        k, self.p = _kalman_variance(self.p, self.q, self.r)
+        x = self.x + k * (m - self.x)
+        x += self.sqrt_gain * math.sqrt(self.p)
+        self.x = np.maximum(x, m + self.min_margin)
+        return self.x
+
+
+class LastRateBank:
+    """``n`` LastRatePredictors: the predictions are the last measured rates (req/s)."""
+
+    def __init__(self, n: int, x0: float = 0.0) -> None:
+        self.x = np.full(n, float(x0))
+
+    def update(self, measured: np.ndarray) -> np.ndarray:
+        self.x = np.array(measured, dtype=float)
         return self.x
 
 
@@ -133,6 +202,24 @@ def make_predictor(
         return KalmanPredictor(q, r, x0, p0, sqrt_gain, min_margin)
     if kind == "last":
         return LastRatePredictor(x0)
-    from hasim.errors import InputError
+    raise InputError(f"unknown predictor {kind!r}", expected="kalman or last")
 
+
+def make_predictor_bank(
+    kind: str,
+    n: int,
+    *,
+    q: float = 1.0,
+    r: float = 10.0,
+    x0: float = 0.0,
+    p0: float = 1.0,
+    sqrt_gain: float = 1.0,
+    min_margin: float = 5.0,
+) -> PredictorBank:
+    """A fresh bank of ``n`` predictors of ``kind`` (as ``make_predictor``), one per
+    function, updated all at once."""
+    if kind == "kalman":
+        return KalmanBank(n, q, r, x0, p0, sqrt_gain, min_margin)
+    if kind == "last":
+        return LastRateBank(n, x0)
     raise InputError(f"unknown predictor {kind!r}", expected="kalman or last")

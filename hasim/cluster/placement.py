@@ -18,9 +18,11 @@ their CreatePod actions or plug in their own function with this signature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from hasim.cluster.gpu import AREA_H, AREA_W, EPS, Gpu
 from hasim.cluster.maxrects import Box, MaxRectsBin, choose_bin
@@ -82,33 +84,59 @@ class RowGpu:
 
 
 class RowLayout:
-    """The GPU row layout of one decision, read from the view only when an action needs
-    it (most functions need none at most ticks), with quota increases still in flight
-    (``increases``: gpu, row, SM %, quota delta) taken from their rows."""
+    """The GPU row layout of one decision, read from the view only as far as the decision
+    needs it: the GPUs in use when a GPU is first asked for, an unused GPU when asked for
+    or reached by a walk over the GPUs by id. Quota increases still in flight
+    (``increases``: gpu, row, SM %, quota delta; to be filled before the first read) are
+    taken from their rows. During the decision GPUs change only through the policy's
+    bookings (an unused GPU may become used, never the reverse)."""
 
     def __init__(self, view: ClusterView) -> None:
         self._view = view
-        self._gpus: dict[int, RowGpu] | None = None
+        self._gpus: dict[int, RowGpu] = {}
+        self._n = -1  # GPUs in the cluster; -1 before the first read
         self.increases: list[tuple[int, int, float, float]] = []  # gpu, row, sm %, delta
 
-    def get(self) -> dict[int, RowGpu]:
-        if self._gpus is None:
-            gpus: dict[int, RowGpu] = {}
-            for g in self._view.gpus():
-                gpus[g.id] = RowGpu(
-                    g.id,
-                    [RowSlot(float(s) if s > 0 else 0.0, float(f)) for s, f in g.rows],
-                    float(g.occupancy),
-                    float(g.mem_free_mb),
-                    bool(g.pods) or bool(g.rects),
-                    not g.rects,
-                )
+    def _read(self) -> None:
+        if self._n < 0:
+            counts = self._view.gpu_pod_counts()
+            self._n = counts.size
+            for g in self._view.gpus_of(np.flatnonzero(counts)):
+                self._gpus[g.id] = _row_gpu(g)
             for gid, row, sm, delta in self.increases:
-                g = gpus[gid]
+                g = self._gpus[gid]
                 g.rows[row].free = max(0.0, g.rows[row].free - delta)
                 g.hgo += sm / 100.0 * delta
-            self._gpus = gpus
-        return self._gpus
+
+    def gpu(self, gid: int) -> RowGpu:
+        """GPU ``gid``."""
+        self._read()
+        g = self._gpus.get(gid)
+        if g is None:
+            g = self._gpus[gid] = _row_gpu(self._view.gpus_of(np.array([gid]))[0])
+        return g
+
+    def used(self) -> list[RowGpu]:
+        """The GPUs holding pods (at the first read or booked since), in no set order."""
+        self._read()
+        return [g for g in self._gpus.values() if g.used]
+
+    def by_id(self) -> Iterator[RowGpu]:
+        """Every GPU, by id (an unused one is read when the walk reaches it)."""
+        self._read()
+        for gid in range(self._n):
+            yield self.gpu(gid)
+
+
+def _row_gpu(g: GpuInfo) -> RowGpu:
+    return RowGpu(
+        g.id,
+        [RowSlot(float(s) if s > 0 else 0.0, float(f)) for s, f in g.rows],
+        float(g.occupancy),
+        float(g.mem_free_mb),
+        bool(g.pods) or bool(g.rects),
+        not g.rects,
+    )
 
 
 def row_order(g: RowGpu, sm: float) -> list[int]:

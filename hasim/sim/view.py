@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hasim.autoscale.base import Call, GpuInfo, PodInfo
+from hasim.cluster.gpu import Gpu
 from hasim.cluster.pod import Pod
 from hasim.sim.arrivals import ArrivalIndex
 from hasim.workload.base import FunctionSpec
@@ -44,6 +45,19 @@ def pod_info(p: Pod) -> PodInfo:
     )
 
 
+def gpu_info(g: Gpu) -> GpuInfo:
+    """The read-only view of a GPU that autoscalers get."""
+    return GpuInfo(
+        g.id,
+        g.type.name,
+        tuple((r.sm_pct, r.free_quota) for r in g.rows),
+        tuple(b for _, b in g.rects.values()),
+        g.occupancy,
+        g.mem_free_mb,
+        tuple(p.id for p in g.pods),
+    )
+
+
 class SimulationView:
     """The ClusterView of one simulation; ``now``, ``cause`` and ``woken`` are set by the
     simulation before each ``decide``."""
@@ -58,12 +72,16 @@ class SimulationView:
         self._gpus: list[GpuInfo] | None = None
         self._index: ArrivalIndex | None = None
         self._totals: np.ndarray | None = None
+        self._gpu_pods: np.ndarray | None = None
+        self._gpu_infos: dict[int, GpuInfo] = {}
 
     def _fresh(self) -> None:
         if self._epoch != self._sim.epoch:
             self._epoch = self._sim.epoch
             self._pods.clear()
             self._gpus = None
+            self._gpu_pods = None
+            self._gpu_infos.clear()
 
     # ---- functions ---------------------------------------------------------------
     def functions(self) -> list[FunctionSpec]:
@@ -142,18 +160,7 @@ class SimulationView:
     def gpus(self) -> list[GpuInfo]:
         self._fresh()
         if self._gpus is None:
-            self._gpus = [
-                GpuInfo(
-                    g.id,
-                    g.type.name,
-                    tuple((r.sm_pct, r.free_quota) for r in g.rows),
-                    tuple(b for _, b in g.rects.values()),
-                    g.occupancy,
-                    g.mem_free_mb,
-                    tuple(p.id for p in g.pods),
-                )
-                for g in self._sim.gpus
-            ]
+            self._gpus = [gpu_info(g) for g in self._sim.gpus]
         return list(self._gpus)
 
     # ---- one function ------------------------------------------------------------------
@@ -183,3 +190,22 @@ class SimulationView:
 
     def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
         return self._sim.perf.mean_latency_s(model, batch, sm_pct, quota)
+
+    # ---- GPUs by id (for policies that read only the GPUs they need) ---------------------
+    def gpu_pod_counts(self) -> np.ndarray:
+        self._fresh()
+        if self._gpu_pods is None:
+            self._gpu_pods = np.array([g.n_pods for g in self._sim.gpus], dtype=np.int64)
+            self._gpu_pods.setflags(write=False)
+        return self._gpu_pods
+
+    def gpus_of(self, ids: np.ndarray) -> list[GpuInfo]:
+        self._fresh()
+        gpus, infos = self._sim.gpus, self._gpu_infos
+        out = []
+        for i in np.asarray(ids).tolist():
+            info = infos.get(i)
+            if info is None:
+                info = infos[i] = gpu_info(gpus[i]) if self._gpus is None else self._gpus[i]
+            out.append(info)
+        return out
