@@ -107,7 +107,7 @@ def test_negative_cv_is_refused():
 def test_validate_replays_use_the_estimated_cv(monkeypatch, tmp_path):
     seen = []
 
-    def fake_compare(results, workload, seed=0, system=None, model=None, extra=None):
+    def fake_compare(results, workload, seed=0, system=None, model=None, extra=None, client=None):
         seen.append(list(extra or []))
         raise HasimError("stop")
 

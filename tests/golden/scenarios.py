@@ -57,6 +57,9 @@ AZURE_PRESET = {
 }
 RPS_SYSTEMS = ("has", "fastgshare", "kserve", "timeshare")
 RPS_MODELS = ("resnet", "bert")
+# the rps presets replay the validation runs' closed-loop client (workload.client=
+# threadpool, a long drain); these scenarios pin the open-loop data plane they recorded
+OPEN_LOOP = ["workload.client=open", "sim.drain=60"]
 
 
 def scenarios() -> dict[str, list[str]]:
@@ -66,10 +69,10 @@ def scenarios() -> dict[str, list[str]]:
         out[f"azure1h/{p}"] = [*ov, *AZURE_1H]
     for s in RPS_SYSTEMS:
         for m in RPS_MODELS:
-            out[f"rps/{s}_{m}"] = [f"experiment=rps/{s}_{m}"]
+            out[f"rps/{s}_{m}"] = [f"experiment=rps/{s}_{m}", *OPEN_LOOP]
     for p, ov in POLICIES.items():
         out[f"burst/{p}"] = [*BURST, *ov]
-    out["kernel/rps_has_resnet"] = ["experiment=rps/has_resnet", "sim.fidelity=kernel"]
+    out["kernel/rps_has_resnet"] = ["experiment=rps/has_resnet", *OPEN_LOOP, "sim.fidelity=kernel"]
     out["kernel/burst_fastgshare"] = [
         *BURST,
         *POLICIES["fastgshare"],
