@@ -171,10 +171,11 @@ def real_run_metrics(
     run: Path, slos: tuple[float, ...] = (0.2, 0.5), request_file: Path | None = None
 ) -> dict[str, object]:
     """Latency (all requests, failed ones included, as the validation README computes
-    them), success rate, SLO violation rates (failed requests count as violations) and
-    mean GPU share of one real run. ``request_file``: which of the directory's repeats
-    (``request_files``; default the first); the run is named ``<dir>/<file stem>`` when
-    the directory holds several."""
+    them), success rate, SLO violation rates (failed requests count as violations), mean
+    GPU share, the client's window (``client_s``: first send to last completion, s) and
+    the requests it sent (``sent``: the file's rows) of one real run. ``request_file``:
+    which of the directory's repeats (``request_files``; default the first); the run is
+    named ``<dir>/<file stem>`` when the directory holds several."""
     run = Path(run)
     req_file = Path(request_file) if request_file is not None else _request_file(run)
     if req_file is None:

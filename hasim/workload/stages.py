@@ -169,16 +169,22 @@ def stage_arrivals(rates: np.ndarray, stage_s: float) -> np.ndarray:
 
 
 def replay_path(relative: str) -> Path:
-    """The request file of ``workload.replay`` (looked up like ``path``)."""
-    try:
-        return resolve_path(relative)
-    except MissingDataError as exc:
-        raise InputError(
-            f"replay request file not found ({exc})",
-            path=relative,
-            expected="a real run's request CSV, e.g. validation/has-gpu-v100/result/"
-            "HAS/1-resnet/has-120-50-50-15.csv",
-        ) from exc
+    """The request file of ``workload.replay``, looked up like ``path``."""
+    p = Path(relative).expanduser()
+    candidates = (
+        [p]
+        if p.is_absolute()
+        else [trace_path(p, must_exist=False), data_path(p, must_exist=False), Path.cwd() / p]
+    )
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(
+        "replay request file not found (looked in: " + ", ".join(map(str, candidates)) + ")",
+        path=relative,
+        expected="a real run's request CSV, e.g. validation/has-gpu-v100/result/"
+        "HAS/1-resnet/has-120-50-50-15.csv (hasim data fetch)",
+    )
 
 
 def stages_workload(cfg: StagesConfig, rng: np.random.Generator) -> Workload:
