@@ -13,7 +13,12 @@ ZERO = DistConfig("constant", 0.0)
 
 
 def no_cold_start() -> ColdStartConfig:
-    return ColdStartConfig(ZERO, ZERO, ZERO, ZERO, 0.0, ZERO)
+    """Every start-up phase 0 s (fresh objects: a test may change one)."""
+
+    def zero() -> DistConfig:
+        return DistConfig("constant", 0.0)
+
+    return ColdStartConfig(zero(), zero(), zero(), zero(), 0.0, zero())
 
 
 class StubLatency:

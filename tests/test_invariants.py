@@ -6,13 +6,15 @@ after every control action (sim.check_invariants)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hasim.autoscale.registry import AUTOSCALER_KINDS
-from hasim.config.schema import ClusterConfig, SimConfig
+from hasim.config.schema import ClusterConfig, DistConfig, SimConfig
 from hasim.config.typed import to_typed
 from hasim.sim import metrics
 from hasim.sim.engine import Simulation
@@ -50,8 +52,8 @@ def scenarios(draw):
 
 def run_policy(kind: str, workload: Workload, cluster: dict, seed: int):
     schema, build = AUTOSCALER_KINDS[kind]
-    cc = ClusterConfig(**{"cold_start": no_cold_start(), **cluster})
-    cc.cold_start.container_start.mean = 1.5  # pods take a while to start
+    cold = dataclasses.replace(no_cold_start(), container_start=DistConfig("constant", 1.5))
+    cc = ClusterConfig(**{"cold_start": cold, **cluster})  # pods take a while to start
     policy = build(to_typed({"kind": kind}, schema, "autoscaler"), cc)
     scfg = SimConfig(progress=False, check_invariants=True, drain=30.0)
     sim = Simulation(workload, StubLatency(0.03, per_item=0.01), policy, cc, scfg, seed).run()

@@ -24,7 +24,7 @@ from hasim.analysis.validate import (
     simulate,
     spread,
     targets,
-    with_lead,
+    whole_stages,
 )
 from hasim.errors import HasimError
 
@@ -194,11 +194,9 @@ def test_every_request_file_named_after_the_system_is_a_run(tmp_path):
     assert real_run_metrics(fg)["run"] == "2-resnet"
 
 
-def test_with_lead_prepends_idle_stages(tmp_path):
-    out, lead = with_lead(stage_file(tmp_path), 14.0, tmp_path)
-    assert lead == 15.0
-    doc = json.loads(out.read_text())
-    assert doc["processed_request_counts"] == [0, 0, 0, 4, 6, 2]
+def test_lead_is_rounded_to_whole_stages(tmp_path):
+    assert whole_stages(stage_file(tmp_path), 14.0) == 15.0
+    assert whole_stages(stage_file(tmp_path), 2.0) == 0.0
 
 
 def test_lead_replay_keeps_requests_and_averages_share_over_the_client_window(tmp_path):
@@ -206,8 +204,10 @@ def test_lead_replay_keeps_requests_and_averages_share_over_the_client_window(tm
     plain = simulate("has", "resnet50", w)
     led = simulate("has", "resnet50", w, lead_s=10.0)
     assert plain["lead_s"] == 0.0 and led["lead_s"] == 10.0
-    assert led["requests"] == plain["requests"] == 60
+    assert led["requests"] == plain["requests"] == led["sent"] == 60
     assert 0 < led["gpu_share_mean"] <= 1.0
+    # the client's window: first send to last answer (the last request is due at 14.5 s)
+    assert 14.5 < led["client_s"] < 15.5 and plain["client"] == "threadpool"
 
 
 def test_by_system_and_targets():
@@ -314,15 +314,21 @@ def test_compare_passes_the_replay_overrides(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake(system, model, workload, seed=0, overrides=None, lead_s=0.0):
-        seen.append(list(overrides or []))
+    def fake(system, model, workload, seed=0, overrides=None, lead_s=0.0, client=None, replay=None):
+        seen.append((list(overrides or []), client, replay))
         return {m: 1.0 for m in v.METRICS} | {"lead_s": 0.0}
 
     monkeypatch.setattr(v, "simulate", fake)
-    results, _ = fake_results(tmp_path)
+    results, run = fake_results(tmp_path)
     table = compare(results, None, extra=["sim.fidelity=kernel", "sim.launch_gated=true"])
-    assert seen and all(o[-2:] == ["sim.fidelity=kernel", "sim.launch_gated=true"] for o in seen)
+    assert seen and all(
+        o[-2:] == ["sim.fidelity=kernel", "sim.launch_gated=true"] for o, _, _ in seen
+    )
+    assert all(c is None and r is None for _, c, r in seen)  # the presets' client
     assert "fidelity=kernel" in table.iloc[0]["config"]
+    seen.clear()
+    compare(results, None, client="replay")  # each run replays its own request file
+    assert [(c, r) for _, c, r in seen] == [("replay", run / "has-120-50-50-15.csv")]
 
 
 def test_json_replay_in_kernel_mode(tmp_path, capsys):
@@ -331,3 +337,80 @@ def test_json_replay_in_kernel_mode(tmp_path, capsys):
     assert main([*argv, "--fidelity", "kernel", "--launch-gated"]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert d["requests"] == 60 and d["latency_mean_s"] > 0
+
+
+def json_replay(capsys, *argv):
+    assert main(["has-gpu", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("client", [None, "open", "threadpool", "replay"])
+def test_json_contract_with_each_client(tmp_path, capsys, client):
+    w = stage_file(tmp_path)
+    argv = ["--workload", str(w), "--system", "has", "--model", "resnet50"]
+    if client:
+        argv += ["--client", client]
+    if client == "replay":
+        sent = pd.Timestamp("2025-03-17T10:00:00") + pd.to_timedelta([0.0, 0.5, 0.75], "s")
+        f = tmp_path / "has-120-50-50-15.csv"
+        pd.DataFrame(
+            {
+                "duration": 0.1,
+                "mode": "image",
+                "status_code": 200,
+                "success": True,
+                "timestamp": [(t + pd.Timedelta(0.1, "s")).isoformat() for t in sent],
+            }
+        ).to_csv(f, index=False)
+        argv += ["--replay", str(f)]
+    d = json_replay(capsys, *argv)
+    for k in ("latency_mean_s", "latency_p95_s", "gpu_share_mean", "client_s", "sent"):
+        assert k in d
+    assert d["client"] == (client or "threadpool")
+    assert d["sent"] == (3 if client == "replay" else 60) == d["requests"]
+    assert d["latency_mean_s"] > 0 and 0 < d["gpu_share_mean"] <= 1
+
+
+def test_overloaded_threadpool_replay_stretches_bounds_latency_and_leaves_requests_unsent(
+    tmp_path, capsys
+):
+    """KServe with one replica (about 11 req/s) under two 30 req/s stages: open loop the
+    queue grows for the whole run; the validation client keeps at most 60 requests out,
+    stretches the stages and never sends the requests its shut pool could not submit."""
+    w = tmp_path / "rps.json"
+    w.write_text(
+        json.dumps({"parameters": {"duration": "5s"}, "processed_request_counts": [30, 30, 5]})
+    )
+    argv = [
+        "--workload",
+        str(w),
+        "--system",
+        "kserve",
+        "--model",
+        "resnet50",
+        "--set",
+        "autoscaler.max_scale=1",
+    ]
+    op = json_replay(capsys, *argv, "--client", "open")
+    tp = json_replay(capsys, *argv)
+    assert op["sent"] == op["requests"] == tp["requests"] == 325 and op["unsent"] == 0
+    assert tp["unsent"] > 0 and tp["sent"] + tp["unsent"] == 325
+    assert tp["client_s"] > 15.0 and tp["window_s"] > 15.0 == op["window_s"]
+    assert tp["latency_mean_s"] < op["latency_mean_s"] / 2
+
+
+def test_replay_client_needs_a_request_file(tmp_path, capsys):
+    argv = [
+        "has-gpu",
+        "--workload",
+        str(stage_file(tmp_path)),
+        "--system",
+        "has",
+        "--model",
+        "resnet50",
+        "--json",
+        "--client",
+        "replay",
+    ]
+    assert main(argv) == 2
+    assert "--replay FILE" in capsys.readouterr().err

@@ -108,7 +108,14 @@ def test_validate_replays_use_the_estimated_cv(monkeypatch, tmp_path):
     seen = []
 
     def fake_compare(
-        results, workload, seed=0, system=None, model=None, extra=None, per_system=None
+        results,
+        workload,
+        seed=0,
+        system=None,
+        model=None,
+        extra=None,
+        client=None,
+        per_system=None,
     ):
         seen.append(list(extra or []))
         raise HasimError("stop")

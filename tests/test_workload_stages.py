@@ -80,3 +80,40 @@ def test_bad_files(tmp_path: Path, content: str, problem: str) -> None:
         _build(p)
     assert str(err.value).startswith(f"{p}{problem}")
     assert "(expected " in str(err.value)
+
+
+def test_clients(tmp_path: Path) -> None:
+    p = _write(tmp_path, [2, 3, 0])
+    opened = _build(p)
+    assert opened.clients == {} and opened.meta["client"] == "open"
+    tp = _build(p, client="threadpool", workers_per_rps=1.5, unsent_hold_s=0.2, lead_s=3.0)
+    c = tp.clients["mobilenet"]
+    assert (c.rates, c.stage_s, c.start_s, c.workers_per_rps, c.unsent_hold_s) == (
+        (2.0, 3.0, 0.0),
+        2.0,
+        3.0,
+        1.5,
+        0.2,
+    )
+    assert c.total == tp.total_requests == 10 and tp.duration_s == 9.0
+    # the schedule the client would follow with instant answers: the open one, shifted
+    np.testing.assert_allclose(tp.arrivals["mobilenet"], 3.0 + opened.arrivals["mobilenet"])
+    with pytest.raises(InputError, match="workload.client = 'closed'"):
+        _build(p, client="closed")
+    with pytest.raises(InputError, match="workload.replay = None"):
+        _build(p, client="replay")
+    with pytest.raises(InputError, match="replay request file not found"):
+        _build(p, client="replay", replay=str(tmp_path / "absent.csv"))
+
+
+def test_replay_client_sends_at_the_run_s_send_times(tmp_path: Path) -> None:
+    p = _write(tmp_path, [2, 3])
+    f = tmp_path / "run.csv"
+    f.write_text(
+        "duration,mode,status_code,success,timestamp\n"
+        "0.2,image,200,True,2025-03-17T01:00:00.300000\n"
+        "0.1,image,200,True,2025-03-17T01:00:01.100000\n"
+    )
+    w = _build(p, client="replay", replay=str(f), lead_s=2.0)
+    np.testing.assert_allclose(w.arrivals["mobilenet"], [2.0, 2.9])
+    assert w.duration_s == pytest.approx(2.0 + 1.0) and w.clients == {}

@@ -154,14 +154,28 @@ def _window(stamps: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     return (t.min(), t.max()) if len(t) else None
 
 
+def _client_span(d: pd.DataFrame) -> float:
+    """The client's window (s): first send (``timestamp - duration``; ``timestamp`` is
+    the completion time, VALIDATION.md section 1) to last completion; nan when the time
+    stamps do not parse."""
+    if "timestamp" not in d or d.empty:
+        return float("nan")
+    t = utc_times(d["timestamp"])
+    if t.isna().any():
+        return float("nan")
+    done = (t - t.min()).dt.total_seconds().to_numpy(dtype=float)
+    return float(done.max() - (done - d["duration"].to_numpy(dtype=float)).min())
+
+
 def real_run_metrics(
     run: Path, slos: tuple[float, ...] = (0.2, 0.5), request_file: Path | None = None
 ) -> dict[str, object]:
     """Latency (all requests, failed ones included, as the validation README computes
-    them), success rate, SLO violation rates (failed requests count as violations) and
-    mean GPU share of one real run. ``request_file``: which of the directory's repeats
-    (``request_files``; default the first); the run is named ``<dir>/<file stem>`` when
-    the directory holds several."""
+    them), success rate, SLO violation rates (failed requests count as violations), mean
+    GPU share, the client's window (``client_s``: first send to last completion, s) and
+    the requests it sent (``sent``: the file's rows) of one real run. ``request_file``:
+    which of the directory's repeats (``request_files``; default the first); the run is
+    named ``<dir>/<file stem>`` when the directory holds several."""
     run = Path(run)
     req_file = Path(request_file) if request_file is not None else _request_file(run)
     if req_file is None:
@@ -179,6 +193,8 @@ def real_run_metrics(
         "run": run.name if len(request_files(run)) <= 1 else f"{run.name}/{req_file.stem}",
         "model": model_of_run(run.name),
         "requests": int(len(d)),
+        "sent": int(len(d)),  # the client records sent requests only
+        "client_s": _client_span(d),
         "success_rate": float(ok.mean()) if len(d) else float("nan"),
         "latency_mean_s": float(lat.mean()),
         "latency_p95_s": float(np.percentile(lat, 95)),

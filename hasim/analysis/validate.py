@@ -10,7 +10,17 @@ Each run is replayed with the configuration it was deployed with, where its file
 record one (``real_runs.deployed_config``: the first usage sample, before any request):
 HAS-GPU's first pod (SM %, quota) and FaST-GShare's fixed pod configuration. Runs with
 the same configuration share one replay. The real GPU share is averaged over the
-client's window (``real_runs.real_run_metrics``), the window the replay simulates.
+client's window (``real_runs.real_run_metrics``), the simulated one over the simulated
+client's window (first send to last completion), the idle lead-in excluded on both
+sides.
+
+The client is the one the real runs used (``--client``, default: the rps presets'
+``threadpool``, HAS-GPU's closed-loop validation client, ``hasim.workload.client``):
+stages stretch when the system is slow, latency counts from the send, requests the
+client never sent are left out as the real files leave them out. ``--client open``
+replays the nominal schedule open loop, ``--client replay`` each run's own send times
+(its request file). The tables also compare the client's window (``client_s``: first
+send to last completion, s) and the requests sent (``sent``).
 
 Besides the per-run rows: the mean over each (system, model)'s runs (``by_system``),
 the HAS-GPU targets of issue 6 (``targets``: mean latency and GPU share within 10 %,
@@ -53,24 +63,23 @@ METRICS = [
     "latency_p99_s",
     *[f"slo_violation_rate_{t:g}s" for t in THRESHOLDS],
     "gpu_share_mean",
+    "client_s",
+    "sent",
 ]
+CLIENTS = ("open", "threadpool", "replay")
 
 
-def with_lead(workload: Path | None, lead_s: float, out_dir: Path) -> tuple[Path, float]:
-    """A copy of the stage file ``workload`` (default: the data dir's rps.json) with
-    idle (rate 0) stages prepended for about ``lead_s`` s; returns the file and the lead
-    it holds (s, whole stages)."""
+def whole_stages(workload: Path | None, lead_s: float) -> float:
+    """``lead_s`` (s) rounded to whole stages of the stage file ``workload`` (default:
+    the data dir's rps.json), so that the autoscaler's ticks keep their phase to the
+    stages."""
     from hasim.data.locate import data_path
     from hasim.workload.stages import parse_duration_s
 
     src = Path(workload) if workload is not None else data_path(DEFAULT_WORKLOAD)
     doc = json.loads(src.read_text(encoding="utf-8"))
     stage_s = parse_duration_s(doc.get("parameters", {}).get("duration", "1s"), src)
-    k = max(0, round(lead_s / stage_s))
-    doc["processed_request_counts"] = [0] * k + list(doc["processed_request_counts"])
-    out = out_dir / f"lead{k}-{src.name}"
-    out.write_text(json.dumps(doc), encoding="utf-8")
-    return out, k * stage_s
+    return max(0, round(lead_s / stage_s)) * stage_s
 
 
 DEFAULT_WORKLOAD = "validation/has-gpu-v100/client/rps.json"
@@ -98,16 +107,19 @@ def simulate(
     seed: int = 0,
     overrides: list[str] | None = None,
     lead_s: float = 0.0,
+    client: str | None = None,
+    replay: Path | None = None,
 ) -> dict[str, float]:
     """One replay of the stage workload under ``system`` for ``model``.
 
     ``lead_s``: seconds the deployment runs before the client's first request (the
     real runs' usage recorder starts 14-25 s before it; HAS-GPU's controller decides
     during that time, e.g. it scales an idle ResNet-50 pod down to quota 10 %). The
-    replay then starts with that many idle seconds (whole stages); GPU share is
-    averaged over the client's window only, as for the real runs."""
-    import tempfile
-
+    replay then starts with that many idle seconds (whole stages). ``client``: open,
+    threadpool or replay (None: the preset's, threadpool); ``replay``: the request file
+    whose send times ``replay`` uses. Metrics count the requests the client sent (a real
+    request file holds only those); the GPU share is averaged over the client's window
+    (first send to last completion), as for the real runs."""
     import hasim
 
     if system not in SIMULATED:
@@ -115,6 +127,10 @@ def simulate(
     short = SHORT.get(model) or (model if model in MODEL_OF else None)
     if short is None:
         raise InputError(f"unknown model {model!r}", expected=f"one of {', '.join(sorted(SHORT))}")
+    if client is not None and client not in CLIENTS:
+        raise InputError(f"unknown client {client!r}", expected=f"one of {', '.join(CLIENTS)}")
+    if client == "replay" and replay is None:
+        raise InputError("the replay client needs a request file", expected="--replay FILE")
     ov = [
         f"experiment=rps/{system}_{short}",
         f"seed={seed}",
@@ -122,14 +138,18 @@ def simulate(
         "output.write=false",
         "output.quiet=true",
     ]
-    lead = 0.0
-    with tempfile.TemporaryDirectory() as tmp:
-        if lead_s > 0:
-            workload, lead = with_lead(workload, lead_s, Path(tmp))
-        if workload is not None:
-            ov.append(f"workload.path={Path(workload).resolve()}")
-        r = hasim.run([*ov, *(overrides or [])])
+    lead = whole_stages(workload, lead_s) if lead_s > 0 else 0.0
+    if lead:
+        ov.append(f"workload.lead_s={lead!r}")
+    if workload is not None:
+        ov.append(f"workload.path={Path(workload).resolve()}")
+    if client is not None:
+        ov.append(f"workload.client={client}")
+    if client == "replay":
+        ov.append(f"workload.replay={Path(replay).resolve()}")  # type: ignore[arg-type]
+    r = hasim.run([*ov, *(overrides or [])])
     req, s = r.requests, r.summary
+    req = req[(req["reason"] != "unsent").to_numpy()]  # a real file records sent requests only
     failed = (req["status"] != "completed").to_numpy()
     lat = req["latency"].to_numpy()
     out = {
@@ -143,13 +163,21 @@ def simulate(
         )
     }
     for t in THRESHOLDS:
-        out[f"slo_violation_rate_{t:g}s"] = float(((lat > t) | failed).mean())
+        out[f"slo_violation_rate_{t:g}s"] = float(((lat > t) | failed).mean()) if len(req) else 0.0
+    # the client's window: first send to last completion (or the run's end)
+    first = float(req["arrival"].min()) if len(req) else lead
+    last = float(np.nanmax(req["finish"].to_numpy())) if req["finish"].notna().any() else first
     u = r.usage
-    inside = u[(u["time"] >= lead - 1e-9) & (u["time"] < float(s["duration_s"]))]
-    if lead > 0 and len(inside):
+    inside = u[(u["time"] >= first - 1e-9) & (u["time"] <= last + 1e-9)]
+    if len(inside):
         out["gpu_share_mean"] = float(inside["share"].mean())
+    out["client_s"] = last - first
     out["lead_s"] = lead
-    out["requests"] = int(len(req))
+    out["client"] = str(r.config["workload"].get("client", "open"))
+    out["requests"] = int(s["requests_total"])
+    out["sent"] = int(len(req))
+    out["unsent"] = int(s["requests_total"]) - int(len(req))
+    out["window_s"] = float(s["window_s"])
     out["pods"] = int(s["pods_created"])
     out["cold_starts"] = int(s["cold_starts"])
     return out
@@ -198,17 +226,20 @@ def compare(
     model: str | None = None,
     extra: list[str] | None = None,
     per_system: dict[str, list[str]] | None = None,
+    client: str | None = None,
 ) -> pd.DataFrame:
     """Real vs simulated metrics for every run below ``results`` (optionally filtered);
     each run replayed with its deployed configuration (``run_overrides``), plus the
     config overrides ``per_system[system]`` (e.g. a calibration) and ``extra`` for every
-    replay (e.g. ``sim_overrides``' fidelity)."""
+    replay (e.g. ``sim_overrides``' fidelity), by ``client`` (None: the presets'
+    threadpool client; ``replay``: each run's own send times, from its request file)."""
     runs = find_runs(results)
     if not runs:
         raise InputError("no runs found", path=results, expected="<system>/<run>/ folders")
     rows, cache = [], {}
-    reals = [real_run_metrics(run, THRESHOLDS, f) for run in runs for f in request_files(run)]
-    for run, real in zip([r for r in runs for _ in request_files(r)], reals, strict=True):
+    pairs = [(run, f) for run in runs for f in request_files(run)]
+    for run, f in pairs:
+        real = real_run_metrics(run, THRESHOLDS, f)
         if real["system"] not in SYSTEMS:
             continue
         if (system and real["system"] != system) or (model and real["model"] != model):
@@ -217,10 +248,18 @@ def compare(
         ov = [*ov, *(per_system or {}).get(str(real["system"]), []), *(extra or [])]
         lead = float(real.get("lead_s") or 0.0)
         lead = 0.0 if math.isnan(lead) else lead
-        key = (real["system"], real["model"], tuple(ov), round(lead))
+        replay = f if client == "replay" else None
+        key = (real["system"], real["model"], tuple(ov), round(lead), client, replay)
         if key not in cache:
             cache[key] = simulate(
-                str(real["system"]), str(real["model"]), workload, seed, ov, lead_s=lead
+                str(real["system"]),
+                str(real["model"]),
+                workload,
+                seed,
+                ov,
+                lead_s=lead,
+                client=client,
+                replay=replay,
             )
         sim = cache[key]
         row = {
@@ -270,10 +309,11 @@ def sim_overrides(
 def by_system(table: pd.DataFrame) -> pd.DataFrame:
     """Per (system, model): the mean over its runs of every real and simulated metric,
     the relative error of the means and the number of runs."""
-    cols = [f"{s}_{m}" for m in METRICS for s in ("real", "sim")]
+    metrics = [m for m in METRICS if f"real_{m}" in table and f"sim_{m}" in table]
+    cols = [f"{s}_{m}" for m in metrics for s in ("real", "sim")]
     g = table.groupby(["system", "model"], sort=False)
     out = g[cols].mean()
-    for m in METRICS:
+    for m in metrics:
         real = out[f"real_{m}"]
         out[f"err_{m}"] = (out[f"sim_{m}"] - real) / real.where(real != 0)
     out["runs"] = g.size()
@@ -478,6 +518,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replay with the presets' parameters only",
     )
+    ap.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default=None,
+        help="the client of the replays (default: the real runs', threadpool: HAS-GPU's "
+        "closed-loop validation client); open: the nominal schedule, open loop; replay: "
+        "each real run's own send times from its request file",
+    )
+    ap.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        help="with --json and --client replay: the request file whose send times to replay",
+    )
     ap.add_argument("--out", type=Path, help="write the comparison table (.csv or .parquet)")
     args = ap.parse_args(argv)
     try:
@@ -494,12 +548,30 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.system and args.model):
                 ap.error("--json needs --system and --model")
             extra = [*calibrated.get(args.system, []), *extra]
-            one = simulate(args.system, args.model, args.workload, args.seed, extra, args.lead_s)
+            one = simulate(
+                args.system,
+                args.model,
+                args.workload,
+                args.seed,
+                extra,
+                args.lead_s,
+                client=args.client,
+                replay=args.replay,
+            )
             print(json.dumps(one))
             return 0
+        if args.replay is not None:
+            ap.error("--replay goes with --json (a comparison replays each run's own file)")
         results = args.results or data_path("validation/has-gpu-v100/result")
         table = compare(
-            results, args.workload, args.seed, args.system, args.model, extra, calibrated
+            results,
+            args.workload,
+            args.seed,
+            args.system,
+            args.model,
+            extra,
+            per_system=calibrated,
+            client=args.client,
         )
     except HasimError as e:
         print(f"hasim validate: error: {e}", file=sys.stderr)
@@ -509,6 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     show = ["system", "run", "model"]
     for m in ("latency_mean_s", "latency_p95_s", "gpu_share_mean", "slo_violation_rate_0.2s"):
         show += [f"real_{m}", f"sim_{m}", f"err_{m}"]
+    show += ["real_client_s", "sim_client_s", "real_sent", "sim_sent"]
+    client = args.client or "threadpool (the real runs' client)"
+    print(f"client: {client}")
     print(table[show].to_string(**fmt))
     print(
         "\nreplay configurations: "

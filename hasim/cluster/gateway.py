@@ -22,7 +22,9 @@ free pods the one free the longest takes the head (ties: lowest pod id). A reque
 still queued ``timeout`` s after it arrived is dropped (reason ``timeout``).
 
 Kernel fidelity reuses this loop (``event_driven``): a batch's end is not computed at its
-start but reported later by the GPU's token scheduler (hasim.cluster.kernel_plane).
+start but reported later by the GPU's token scheduler (hasim.cluster.kernel_plane). So
+does a closed-loop client's queue (hasim.cluster.closed_loop), whose arrivals become
+known only as the client sends: it starts batches one instant at a time (``_limit``).
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class FunctionQueue:
     event_driven = False
     # use the lone-pod loop and its idle fast path where they apply (tests compare both)
     fast_paths = True
+    # arrivals known in advance (open loop); a closed-loop client's queue
+    # (hasim.cluster.closed_loop) learns them as the client sends
+    closed_loop = False
 
     def __post_init__(self) -> None:
         self._arr: list[float] = self.arrivals.tolist()
@@ -112,6 +117,9 @@ class FunctionQueue:
         self._noise_base = 0  # position of _noise[0] in _noise_buf
         self._noise_i = 0
         self.synced_to = -math.inf
+        # event-driven mode: the latest batch start allowed in the running advance (s); a
+        # batch's ``_start`` may lower it (a closed-loop client's event comes first)
+        self._limit = math.inf
         # leave times (leave_times): materialised batches / drops, the first request
         # that had not left by the last query, the longest sojourn seen (s)
         self._leave: np.ndarray | None = None
@@ -491,6 +499,8 @@ class FunctionQueue:
                 self._start(srv, head, nb, start, gpu_s)
                 noise, ni = self._noise, self._noise_i
                 head = k
+                if self._limit < until:
+                    until = self._limit
                 continue
             end = start + gpu_s + overhead
             b_first(head)

@@ -3,7 +3,10 @@ array-based data plane of ``hasim.cluster.gateway`` (``sim.fidelity=batch``) or 
 event-driven one of ``hasim.cluster.kernel_plane`` (``sim.fidelity=kernel``: batches run
 as kernel sequences on each GPU's token scheduler; pods register with their GPU's
 scheduler when ready, quota changes go to it after ``quota_delay``, a removed pod
-unregisters, a draining pod finishes its running inference first).
+unregisters, a draining pod finishes its running inference first). A function whose
+requests come from a closed-loop client (``workload.client=threadpool``) gets the
+event-driven queue of ``hasim.cluster.closed_loop`` in either fidelity: its send times
+depend on its completions.
 
 Same-time order (pinned by a test): at one instant the data plane comes first
 (batches that start by then are started, completions and arrivals up to then are
@@ -28,6 +31,7 @@ import numpy as np
 import simpy
 
 from hasim.autoscale.base import Action, Autoscaler, Call, CreatePod, DeletePod, UpdateQuota
+from hasim.cluster.closed_loop import ClientQueue, KernelClientQueue
 from hasim.cluster.gateway import FunctionQueue
 from hasim.cluster.gpu import Gpu, gpu_type
 from hasim.cluster.kernel_plane import (
@@ -156,11 +160,22 @@ class Simulation:
                 "delay_cv": cluster.overhead_cv,
                 "delay_rng": self.streams.get("overhead", f.name) if cluster.overhead_cv else None,
             }
-            if self.backend is not None:
+            client = workload.clients.get(f.name)
+            if client is not None:  # closed loop: arrivals become known as it sends
+                common["arrivals"] = np.full(client.total, np.inf)
+                if self.backend is not None:
+                    self.queues[f.name] = KernelClientQueue(
+                        **common, env=self.env, launch=self.backend.run, client=client.start()
+                    )
+                else:
+                    self.queues[f.name] = ClientQueue(**common, client=client.start())
+            elif self.backend is not None:
                 self.queues[f.name] = KernelQueue(**common, env=self.env, launch=self.backend.run)
             else:
                 self.queues[f.name] = FunctionQueue(**common)
         self.queue_list = [self.queues[f.name] for f in workload.functions]
+        # functions whose requests come from a closed-loop client (by index)
+        self.closed_loop = [i for i, q in enumerate(self.queue_list) if q.closed_loop]
         self.cold_rng = self.streams.get("cold_start")
         self.pods: dict[int, Pod] = {}
         self._next_pod = 0
@@ -449,6 +464,18 @@ class Simulation:
         while self.env.now + step <= self.end_time:
             yield _at(self.env, step, P_SAMPLE)
             self.progress(self.env.now)
+
+    @property
+    def window_s(self) -> float:
+        """The workload's window (s from 0) over which cost, occupancy, mean GPU share and
+        throughput are counted: the workload's duration, or, when a closed-loop client
+        stretched its stages, the time its last stage ended (the run's end if it had not
+        finished). Read after ``run``."""
+        end = self.workload.duration_s
+        for i in self.closed_loop:
+            done = self.queue_list[i].client.done_at  # type: ignore[attr-defined]
+            end = max(end, self.end_time if done is None else done)
+        return min(end, self.end_time) if self.closed_loop else end
 
     def run(self) -> Simulation:
         """Run to ``workload.duration + sim.drain`` and finish the data plane."""

@@ -1,14 +1,18 @@
 """Turn a finished Simulation into tables and the summary.
 
 Request statuses: ``completed`` (finished by the end of the run), ``dropped`` (with a
-``reason``), ``in_flight`` (still queued or being served when the run ended).
+``reason``: ``timeout``, queued longer than ``cluster.timeout``; ``unsent``, a
+closed-loop client never sent it: its pool had shut for the stage, or the run ended
+first; such a request has no arrival), ``in_flight`` (still queued or being served when
+the run ended), ``failed`` (reserved: requests the system answered with an error).
 Latency = finish - arrival (s); wait = start - arrival (s).
 SLO violation rate = (completed slower than their SLO + dropped) / (completed + dropped).
 Cost: GPU-seconds weighted by each pod's share (sm/100 x quota; 1 for an exclusive
 pod) from its creation (it holds the share while cold-starting) to its removal,
-counted over the workload window [0, duration] (the drain after it only lets queued
-requests finish); in USD at ``price_per_gpu_hour``. Throughput = completed requests /
-workload duration.
+counted over the workload window [0, window] (``Simulation.window_s``: the workload's
+duration, or the end of a closed-loop client's last stage; the drain after it only lets
+queued requests finish); in USD at ``price_per_gpu_hour``. Throughput = completed
+requests / window.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import pandas as pd
 from hasim.cluster.gateway import FunctionQueue, expand_runs
 from hasim.sim.engine import Simulation, slo_for
 
-STATUSES = ["completed", "dropped", "in_flight"]
-REASONS = ["", "timeout"]
+STATUSES = ["completed", "dropped", "in_flight", "failed"]
+REASONS = ["", "timeout", "unsent"]
 
 
 COLUMNS = ("arrival", "start", "finish", "pod", "batch", "status", "reason")
@@ -70,6 +74,11 @@ def request_arrays(
         idx, _ = expand_runs(q.d_first, q.d_n)
         status[idx] = STATUSES.index("dropped")
         reason[idx] = REASONS.index("timeout")
+    if q.closed_loop:  # requests the client never sent keep arrival +inf
+        unsent = ~np.isfinite(out["arrival"])
+        status[unsent] = STATUSES.index("dropped")
+        reason[unsent] = REASONS.index("unsent")
+        out["arrival"][unsent] = np.nan
     return out
 
 
@@ -212,7 +221,7 @@ def summarize(
     lat = req["latency"].to_numpy()[done]
     viol = int((lat > req["slo_s"].to_numpy()[done]).sum()) + int(dropped.sum())
     judged = int(done.sum() + dropped.sum())
-    horizon = sim.workload.duration_s  # cost and occupancy are counted over the workload window
+    horizon = sim.window_s  # cost and occupancy are counted over the workload window
     seg = (alloc["t_end"].clip(0, horizon) - alloc["t_start"].clip(0, horizon)).to_numpy()
     cost_gs = float((seg * alloc["share"].to_numpy()).sum())
     in_run = usage[usage["time"] < horizon]
@@ -223,6 +232,7 @@ def summarize(
         "dropped": int(dropped.sum()),
         "in_flight": int((status == STATUSES.index("in_flight")).sum()),
         "duration_s": float(sim.workload.duration_s),
+        "window_s": float(horizon),
         "simulated_s": float(end),
         "throughput_rps": float(done.sum() / horizon) if horizon > 0 else 0.0,
         **_lat_stats(lat),
@@ -289,7 +299,7 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
             "latency_p95_s": stats[:, 1],
             "latency_p99_s": stats[:, 2],
             "slo_violation_rate": viol / judged,
-            "throughput_rps": completed / max(sim.workload.duration_s, 1e-9),
+            "throughput_rps": completed / max(sim.window_s, 1e-9),
             "pods_created": pods.reindex(names).fillna(0).astype(int).to_numpy(),
         }
     )

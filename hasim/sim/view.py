@@ -2,7 +2,8 @@
 ``hasim.autoscale.base``), over a running ``Simulation``.
 
 Per-function questions (``arrivals(name, ...)``, ``pods(name)``) are answered from that
-function's queue and pods; questions about all functions at once come as arrays indexed
+function's queue and pods (a closed-loop client's queue is first brought to ``now``, so
+its sends so far are known); questions about all functions at once come as arrays indexed
 like ``functions()``: arrival counts over any window from the merged arrival index
 (``hasim.sim.arrivals``), pod counts per state kept by the simulation as pods change.
 Data-plane quantities (queued, in flight, request-seconds) first bring the asked
@@ -71,6 +72,7 @@ class SimulationView:
         self._pods: dict[str | None, list[PodInfo]] = {}
         self._gpus: list[GpuInfo] | None = None
         self._index: ArrivalIndex | None = None
+        self._index_sent = 0  # closed-loop sends the index was built with
         self._totals: np.ndarray | None = None
         self._gpu_pods: np.ndarray | None = None
         self._gpu_infos: dict[int, GpuInfo] = {}
@@ -91,9 +93,27 @@ class SimulationView:
         return self._sim.fn_index[name]
 
     # ---- arrays over all functions -------------------------------------------------
+    def _sync_clients(self) -> None:
+        """Closed-loop functions (``workload.client=threadpool``): bring their queues to
+        ``now``, so that their sends up to now are known, and drop the merged index when
+        any was sent since it was built (such workloads are small)."""
+        sim = self._sim
+        if not sim.closed_loop:
+            return
+        sent = 0
+        for i in sim.closed_loop:
+            q = sim.queue_list[i]
+            q.advance(self.now)
+            sent += q.sent  # type: ignore[attr-defined]
+        if sent != self._index_sent:
+            self._index = None
+            self._index_sent = sent
+
     @property
     def arrival_index(self) -> ArrivalIndex:
-        """The merged arrival index (built on first use)."""
+        """The merged arrival index (built on first use; rebuilt after closed-loop
+        sends)."""
+        self._sync_clients()
         if self._index is None:
             self._index = ArrivalIndex([q.arrivals for q in self._sim.queue_list])
         return self._index
@@ -165,7 +185,10 @@ class SimulationView:
 
     # ---- one function ------------------------------------------------------------------
     def arrivals(self, function: str, t0: float, t1: float) -> int:
-        return self._sim.queues[function].arrivals_between(t0, min(t1, self.now))
+        q = self._sim.queues[function]
+        if q.closed_loop:
+            q.advance(self.now)
+        return q.arrivals_between(t0, min(t1, self.now))
 
     def concurrency(self, function: str, t0: float, t1: float) -> float:
         t1 = min(t1, self.now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,12 @@ class Workload:
     arrivals[name] is a sorted float64 array of arrival times in seconds from the start
     of the run (0 <= t < duration_s). ``functions`` lists every function, in a stable
     order, including functions with no arrivals.
+
+    clients[name], where present, is the closed-loop client that sends the function's
+    requests (``hasim.workload.client.ThreadPoolClient``): its send times depend on the
+    system's responses and are known only as the simulation runs; arrivals[name] then
+    holds the schedule it would follow if every response were instant (its due times,
+    one per request) and ``duration_s`` that schedule's length.
     """
 
     functions: list[FunctionSpec]
@@ -38,6 +45,7 @@ class Workload:
     duration_s: float
     source: str = ""
     meta: dict[str, object] = field(default_factory=dict)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.functions]
@@ -48,6 +56,15 @@ class Workload:
             if arr.size > 1 and np.any(np.diff(arr) < 0):
                 raise ValueError(f"arrivals of {f.name} are not sorted")
             self.arrivals[f.name] = arr
+            client = self.clients.get(f.name)
+            if client is not None and client.total != arr.size:
+                raise ValueError(
+                    f"the client of {f.name} sends {client.total} requests, "
+                    f"its schedule holds {arr.size}"
+                )
+        unknown = set(self.clients) - set(names)
+        if unknown:
+            raise ValueError(f"clients of unknown functions: {sorted(unknown)}")
 
     @property
     def total_requests(self) -> int:

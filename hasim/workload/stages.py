@@ -1,10 +1,18 @@
 """Stepped-rate client workloads in the HAS-GPU ``rps.json`` layout.
 
 ``processed_request_counts`` lists request rates (requests/s); each is held for one
-stage of ``parameters.duration`` (e.g. ``"5s"``). Inside a stage the requests are sent
-evenly spaced, 1/rate apart, starting at the stage start (open loop): for an integer
-rate r this is exactly r requests per second at offsets k/r, as the HAS-GPU client
-sends them. One function, named after ``parameters.function_name``.
+stage of ``parameters.duration`` (e.g. ``"5s"``). Inside a stage the requests are due
+evenly spaced, 1/rate apart, starting at the stage start: for an integer rate r this is
+exactly r requests per second at offsets k/r, as the HAS-GPU client submits them. One
+function, named after ``parameters.function_name``.
+
+Who sends them (``client``, ``hasim.workload.client``): ``open`` (default) sends each at
+its due time, stages back to back; ``threadpool`` is the HAS-GPU validation client, a
+pool of ``workers_per_rps`` x rate workers per stage whose stage ends when all its
+requests have been answered (closed loop: the simulation decides the send times);
+``replay`` sends at a real run's own send times, read from its request file
+(``replay``), open loop. ``lead_s`` idle seconds precede the first stage (or the first
+replayed send).
 
 Relative ``path`` values are looked up in the traces dir, then the data dir
 (``hasim.data.locate.data_path``), then the current directory; the first existing
@@ -25,7 +33,15 @@ from hasim.data.locate import data_path, trace_path
 from hasim.errors import InputError, MissingDataError
 from hasim.paths import FETCH_HINT
 from hasim.workload.base import FunctionSpec, Workload
-from hasim.workload.common import check, check_finite, check_slo, clip_below
+from hasim.workload.client import (
+    CLIENTS,
+    UNSENT_HOLD_S,
+    WORKERS_PER_RPS,
+    ThreadPoolClient,
+    read_send_times,
+    stage_counts,
+)
+from hasim.workload.common import check, check_choice, check_finite, check_slo, clip_below
 
 DEFAULT_PATH = "validation/has-gpu-v100/client/rps.json"
 MODEL_OF_FUNCTION = {
@@ -52,6 +68,14 @@ class StagesConfig:
     model: str | None = None  # model; None -> from the function name (resnet -> resnet50 ...)
     scale: float = 1.0  # multiplies every rate
     slo: float | None = None  # s; None -> derived by the simulation
+    client: str = "open"  # open | threadpool | replay (hasim.workload.client)
+    # threadpool: workers per req/s of a stage (HAS-GPU's test_batch.py: 2 x rate)
+    workers_per_rps: float = WORKERS_PER_RPS
+    # threadpool: s a worker is held by a request that found the stage's pool shut
+    # (test_batch.py's retry back-off 0.1 + 0.2 + 0.4 s); the request is never sent
+    unsent_hold_s: float = UNSENT_HOLD_S
+    replay: str | None = None  # replay: a real run's request CSV (timestamp, duration)
+    lead_s: float = 0.0  # s of idle time before the first stage / replayed send
 
 
 def resolve_path(relative: str) -> Path:
@@ -138,23 +162,45 @@ def _rates(data: dict, path: Path) -> np.ndarray:
 def stage_arrivals(rates: np.ndarray, stage_s: float) -> np.ndarray:
     """Evenly spaced arrivals: in stage i, t = i * stage_s + k / rates[i] for k / rate < stage_s."""
     chunks = []
-    for i, r in enumerate(rates):
-        if r <= 0:
-            continue
-        x = r * stage_s
-        n = int(round(x)) if abs(x - round(x)) < 1e-9 else math.ceil(x)
-        chunks.append(i * stage_s + np.arange(n) / r)
+    for i, (r, n) in enumerate(zip(rates, stage_counts(rates, stage_s).tolist(), strict=True)):
+        if r > 0:
+            chunks.append(i * stage_s + np.arange(n) / r)
     return np.concatenate(chunks) if chunks else np.empty(0)
 
 
+def replay_path(relative: str) -> Path:
+    """The request file of ``workload.replay``, looked up like ``path``."""
+    p = Path(relative).expanduser()
+    candidates = (
+        [p]
+        if p.is_absolute()
+        else [trace_path(p, must_exist=False), data_path(p, must_exist=False), Path.cwd() / p]
+    )
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise InputError(
+        "replay request file not found (looked in: " + ", ".join(map(str, candidates)) + ")",
+        path=relative,
+        expected="a real run's request CSV, e.g. validation/has-gpu-v100/result/"
+        "HAS/1-resnet/has-120-50-50-15.csv (hasim data fetch)",
+    )
+
+
 def stages_workload(cfg: StagesConfig, rng: np.random.Generator) -> Workload:
-    """One function whose arrivals follow the stepped rates of the file (deterministic;
-    ``rng`` is unused)."""
+    """One function whose requests follow the stepped rates of the file, sent by the
+    configured client (deterministic; ``rng`` is unused)."""
     del rng
     check_finite("scale", cfg.scale)
     check_slo("slo", cfg.slo)
+    check_finite("lead_s", cfg.lead_s)
+    check_choice("client", cfg.client, CLIENTS)
     if cfg.stage_s is not None:
         check_finite("stage_s", cfg.stage_s, strict=True)
+    if cfg.client == "replay":
+        check(
+            bool(cfg.replay), "replay", cfg.replay, "a request CSV path with workload.client=replay"
+        )
     path = resolve_path(cfg.path)
     data = _load(path)
     params = data.get("parameters", {})
@@ -165,11 +211,34 @@ def stages_workload(cfg: StagesConfig, rng: np.random.Generator) -> Workload:
     model = cfg.model or MODEL_OF_FUNCTION.get(function.lower(), function)
     check(bool(model.strip()), "model", cfg.model, "a model name such as resnet50")
     rates = _rates(data, path) * cfg.scale
+    lead = float(cfg.lead_s)
+    meta = {"kind": cfg.kind, "stage_s": stage_s, "stages": int(rates.size), "client": cfg.client}
+    spec = FunctionSpec(function, model, cfg.slo)
+    if cfg.client == "replay":
+        sends, span = read_send_times(replay_path(str(cfg.replay)), with_span=True)
+        duration_s = lead + span
+        return Workload(
+            functions=[spec],
+            arrivals={function: clip_below(lead + sends, duration_s)},
+            duration_s=duration_s,
+            source=str(cfg.replay),
+            meta={**meta, "stages_file": str(path)},
+        )
     duration_s = float(rates.size * stage_s)
+    arrivals = clip_below(stage_arrivals(rates, stage_s), duration_s)
+    if lead:
+        duration_s += lead
+        arrivals = clip_below(lead + arrivals, duration_s)
+    clients = {}
+    if cfg.client == "threadpool":
+        clients[function] = ThreadPoolClient(
+            tuple(rates.tolist()), stage_s, lead, cfg.workers_per_rps, cfg.unsent_hold_s
+        )
     return Workload(
-        functions=[FunctionSpec(function, model, cfg.slo)],
-        arrivals={function: clip_below(stage_arrivals(rates, stage_s), duration_s)},
+        functions=[spec],
+        arrivals={function: arrivals},
         duration_s=duration_s,
         source=str(path),
-        meta={"kind": cfg.kind, "stage_s": stage_s, "stages": int(rates.size)},
+        meta=meta,
+        clients=clients,
     )

@@ -75,6 +75,9 @@ RPS_PROFILED = {
     ]
     for m, model, q in (("resnet", "resnet50", 0.2), ("bert", "bert", 0.3))
 }
+# the rps presets replay the validation runs' closed-loop client (workload.client=
+# threadpool, a long drain); these scenarios pin the open-loop data plane they recorded
+OPEN_LOOP = ["workload.client=open", "sim.drain=60"]
 
 
 def scenarios() -> dict[str, list[str]]:
@@ -85,13 +88,13 @@ def scenarios() -> dict[str, list[str]]:
     for s in RPS_SYSTEMS:
         for m in RPS_MODELS:
             out[f"rps/{s}_{m}"] = (
-                RPS_PROFILED[m] if s == "fastgshare" else [f"experiment=rps/{s}_{m}"]
+                RPS_PROFILED[m] if s == "fastgshare" else [f"experiment=rps/{s}_{m}", *OPEN_LOOP]
             )
-    for m in RPS_MODELS:
+    for m in RPS_MODELS:  # the deployed baseline with the validation runs' client
         out[f"rps/fastgshare_deployed_{m}"] = [f"experiment=rps/fastgshare_{m}"]
     for p, ov in POLICIES.items():
         out[f"burst/{p}"] = [*BURST, *ov]
-    out["kernel/rps_has_resnet"] = ["experiment=rps/has_resnet", "sim.fidelity=kernel"]
+    out["kernel/rps_has_resnet"] = ["experiment=rps/has_resnet", *OPEN_LOOP, "sim.fidelity=kernel"]
     out["kernel/burst_fastgshare"] = [
         *BURST,
         *POLICIES["fastgshare"],
