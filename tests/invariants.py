@@ -4,8 +4,9 @@
 
 * conservation: one row per arrival of the workload, arrival times equal to the
   workload's, each request in exactly one status with a consistent record (completed:
-  arrival <= start <= finish <= end of run; dropped: a reason, not started; in flight:
-  not finished by the end);
+  arrival <= start <= finish <= end of run; dropped: a reason, not started; failed: sent
+  to a removed pod, not started, failing after it arrived; in flight: not finished by the
+  end);
 * service: a started request ran on a pod of its own function that existed and was
   ready when its batch started and was not yet removed; batch sizes within the pod's
   limit; a pod runs one batch at a time (its next batch starts after the previous one
@@ -48,6 +49,10 @@ def _conservation(sim, req: pd.DataFrame) -> None:
     dropped = req[st == "dropped"]
     assert (dropped["reason"].astype(str) != "").all()
     assert dropped["pod"].eq(-1).all() and dropped["start"].isna().all()
+    failed = req[st == "failed"]
+    assert (failed["reason"].astype(str) == "pod_removed").all()
+    assert failed["pod"].eq(-1).all() and failed["start"].isna().all()
+    assert (failed["finish"] >= failed["arrival"] - EPS).all()
     flight = req[st == "in_flight"]
     assert not (flight["finish"] <= sim.end_time).any()
 

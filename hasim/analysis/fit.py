@@ -137,6 +137,16 @@ PARAMS: tuple[Param, ...] = (
         True,
         "s the deployed FaST-GShare waits before removing a pod",
     ),
+    Param(
+        "fgs_stale_endpoint_s",
+        "cluster.stale_endpoint_s",
+        ("fastgshare",),
+        0.0,
+        150.0,
+        55.0,
+        False,
+        "s the deployed FaST-GShare's gateway keeps routing to a removed pod",
+    ),
 )
 
 

@@ -160,6 +160,14 @@ class ClosedLoop:
         for j in range(first, first + count):
             leave(drop_instant(arr[j], timeout))
 
+    def _fail(self, first: int, count: int, t: float) -> None:
+        """Requests sent to a removed pod fail at ``t`` (s): their workers are free then."""
+        FunctionQueue._fail(self, first, count, t)  # type: ignore[arg-type]
+        for _ in range(count):
+            self.client.leave(t)
+        if self.client.next_time() <= self._limit:
+            self._limit = _before(self.client.next_time())
+
     def next_arrival_after(self, t: float) -> float:
         """The first send after ``t`` (s; ``t`` <= the simulated time) if no pod serves
         the function meanwhile (the engine asks for functions without pods): a look-ahead

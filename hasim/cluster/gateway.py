@@ -40,6 +40,7 @@ from hasim.errors import InputError
 from hasim.perf.common import lognormal_noise
 
 NOISE_BLOCK = 8192
+FAILED_REASON = "pod_removed"  # drop-log reason of requests sent to a removed pod
 # the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
 # left to the loop, which then takes IDLE_COOL steps before trying again; the chunk
 # looked at grows from IDLE_CHUNK_MIN to IDLE_CHUNK_MAX requests while stretches last
@@ -85,6 +86,10 @@ class FunctionQueue:
     delay_rng: np.random.Generator | None = None
     servers: list[Server] = field(default_factory=list)
     draining: list[Server] = field(default_factory=list)
+    # routing to removed pods (cluster.stale_endpoint_s): when each stale endpoint stops
+    # being a target (s, ascending), and how long a request sent there takes to fail (s)
+    stale: list[float] = field(default_factory=list)
+    fail_s: float = 0.011
     head: int = 0
     # batch log: first request index, size, start (s), end (s), pod id
     b_first: list[int] = field(default_factory=list)
@@ -120,6 +125,7 @@ class FunctionQueue:
         # event-driven mode: the latest batch start allowed in the running advance (s); a
         # batch's ``_start`` may lower it (a closed-loop client's event comes first)
         self._limit = math.inf
+        self._rr = 0  # batches routed while stale endpoints exist (round-robin counter)
         # leave times (leave_times): materialised batches / drops, the first request
         # that had not left by the last query, the longest sojourn seen (s)
         self._leave: np.ndarray | None = None
@@ -222,9 +228,14 @@ class FunctionQueue:
             self._note_sojourn(t - self.arrivals[idx])
             self._mat_b = nb
         if self._mat_d < len(self.d_first):
-            idx, _ = expand_runs(self.d_first[self._mat_d :], self.d_n[self._mat_d :])
-            leave[idx] = self.arrivals[idx] + (self.timeout or 0.0)
-            self._max_sojourn = max(self._max_sojourn, self.timeout or 0.0)
+            m = self._mat_d
+            idx, run = expand_runs(self.d_first[m:], self.d_n[m:])
+            t = self.arrivals[idx] + (self.timeout or 0.0)
+            failed = np.asarray(self.d_reason[m:]) == FAILED_REASON
+            if failed.any():  # sent to a removed pod: left when it failed
+                t = np.where(failed[run], np.asarray(self.d_time[m:])[run], t)
+            leave[idx] = t
+            self._note_sojourn(t - self.arrivals[idx])
             self._mat_d = len(self.d_first)
         return leave
 
@@ -321,6 +332,7 @@ class FunctionQueue:
         if (
             self.fast_paths
             and len(servers) == 1
+            and not self.stale
             and not self.event_driven
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
@@ -487,6 +499,10 @@ class FunctionQueue:
             hi = head + max_batch
             k = bisect_right(arr, start, head, hi if hi < n else n)
             nb = k - head
+            if self.stale and self._routed_to_stale(start, len(servers)):
+                self._fail(head, nb, start + self.fail_s)
+                head = k
+                continue
             if ni >= len(noise):
                 self._noise_i = ni
                 self._refill_noise()
@@ -522,6 +538,31 @@ class FunctionQueue:
     def _wake(self, t: float) -> None:
         """Event-driven mode: call ``advance(t)`` at simulated time ``t`` (s)."""
         raise NotImplementedError
+
+    def add_stale(self, until: float) -> None:
+        """A removed pod stays a routing target until ``until`` (s)."""
+        self.stale.append(until)
+        self.stale.sort()
+
+    def _routed_to_stale(self, start: float, ready: int) -> bool:
+        """Round-robin routing of the batch dispatched at ``start`` (s) over the ``ready``
+        pods and the stale endpoints still targeted then: True when it goes to a stale
+        one."""
+        stale = self.stale
+        while stale and stale[0] <= start:
+            stale.pop(0)
+        if not stale:
+            return False
+        self._rr += 1
+        return self._rr % (ready + len(stale)) < len(stale)
+
+    def _fail(self, first: int, count: int, t: float) -> None:
+        """Requests ``first`` .. ``first + count - 1`` were sent to a removed pod and fail
+        at ``t`` (s)."""
+        self.d_first.append(first)
+        self.d_n.append(count)
+        self.d_time.append(t)
+        self.d_reason.append(FAILED_REASON)
 
     def _drop(self, first: int, count: int, arr: list[float], timeout: float) -> None:
         # dropped requests leave at arrival + timeout; one record per run keeps it compact

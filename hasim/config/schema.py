@@ -65,6 +65,11 @@ class ClusterConfig:
     the RNG stream ("overhead", function), so a seed fixes it. 0 (default): a constant,
     the draws are not made. The held part stays constant (per batch).
     quota_delay: s from a quota decision until the token scheduler applies it.
+    stale_endpoint_s: s a removed pod stays a routing target of its function's gateway
+    (0: none). The gateway routes each batch round-robin over the ready pods and these
+    stale endpoints; a batch routed to a stale one fails (status ``failed``, reason
+    ``pod_removed``) ``fail_s`` s after it was dispatched, as the deployed FaST-GShare's
+    HTTP 502s after a scale-down (VALIDATION.md section 4).
     price_per_gpu_hour: USD; null = the GPU type's default.
     model_memory_mb: per-model GPU memory footprint overrides (MB).
     """
@@ -81,6 +86,8 @@ class ClusterConfig:
     overhead_held_s: float | None = None
     overhead_cv: float = 0.0
     quota_delay: float = 0.04
+    stale_endpoint_s: float = 0.0
+    fail_s: float = 0.011
     price_per_gpu_hour: float | None = None
     model_memory_mb: dict[str, float] = field(default_factory=dict)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)

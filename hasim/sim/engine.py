@@ -159,6 +159,7 @@ class Simulation:
                 # per-request overhead variability (cluster.overhead_cv), own stream
                 "delay_cv": cluster.overhead_cv,
                 "delay_rng": self.streams.get("overhead", f.name) if cluster.overhead_cv else None,
+                "fail_s": cluster.fail_s,
             }
             client = workload.clients.get(f.name)
             if client is not None:  # closed loop: arrivals become known as it sends
@@ -379,6 +380,8 @@ class Simulation:
         q.advance(self.env.now)
         self._set_state(pod, PodState.DRAINING)
         busy_until = q.remove_server(pod.id)
+        if self.ccfg.stale_endpoint_s > 0:  # the gateway still routes to it for a while
+            q.add_stale(self.env.now + self.ccfg.stale_endpoint_s)
         done = q.done_event(pod.id)
         if done is not None:  # kernel mode: the running inference ends when the GPU says
             self.env.process(self._drain_kernel(pod, done))

@@ -4,9 +4,11 @@ Request statuses: ``completed`` (finished by the end of the run), ``dropped`` (w
 ``reason``: ``timeout``, queued longer than ``cluster.timeout``; ``unsent``, a
 closed-loop client never sent it: its pool had shut for the stage, or the run ended
 first; such a request has no arrival), ``in_flight`` (still queued or being served when
-the run ended), ``failed`` (reserved: requests the system answered with an error).
-Latency = finish - arrival (s); wait = start - arrival (s).
-SLO violation rate = (completed slower than their SLO + dropped) / (completed + dropped).
+the run ended), ``failed`` (the system answered with an error: reason ``pod_removed``,
+routed to a removed pod, ``cluster.stale_endpoint_s``; finish = when it failed).
+Latency = finish - arrival (s) of completed requests; wait = start - arrival (s).
+SLO violation rate = (completed slower than their SLO + dropped + failed) / (completed +
+dropped + failed): the real clients counted HTTP errors as failed requests.
 Cost: GPU-seconds weighted by each pod's share (sm/100 x quota; 1 for an exclusive
 pod) from its creation (it holds the share while cold-starting) to its removal,
 counted over the workload window [0, window] (``Simulation.window_s``: the workload's
@@ -24,7 +26,7 @@ from hasim.cluster.gateway import FunctionQueue, expand_runs
 from hasim.sim.engine import Simulation, slo_for
 
 STATUSES = ["completed", "dropped", "in_flight", "failed"]
-REASONS = ["", "timeout", "unsent"]
+REASONS = ["", "timeout", "unsent", "pod_removed"]
 
 
 COLUMNS = ("arrival", "start", "finish", "pod", "batch", "status", "reason")
@@ -71,9 +73,11 @@ def request_arrays(
         pod.fill(-1)
         batch.fill(0)
     if q.d_first:
-        idx, _ = expand_runs(q.d_first, q.d_n)
-        status[idx] = STATUSES.index("dropped")
-        reason[idx] = REASONS.index("timeout")
+        idx, run = expand_runs(q.d_first, q.d_n)
+        code = np.array([REASONS.index(r) for r in q.d_reason], dtype=np.int8)[run]
+        reason[idx] = code
+        failed = code == REASONS.index("pod_removed")
+        status[idx] = np.where(failed, STATUSES.index("failed"), STATUSES.index("dropped"))
     if q.closed_loop:  # requests the client never sent keep arrival +inf
         unsent = ~np.isfinite(out["arrival"])
         status[unsent] = STATUSES.index("dropped")
@@ -218,9 +222,10 @@ def summarize(
     status = req["status"].cat.codes.to_numpy()
     done = status == STATUSES.index("completed")
     dropped = status == STATUSES.index("dropped")
+    failed = status == STATUSES.index("failed")
     lat = req["latency"].to_numpy()[done]
-    viol = int((lat > req["slo_s"].to_numpy()[done]).sum()) + int(dropped.sum())
-    judged = int(done.sum() + dropped.sum())
+    viol = int((lat > req["slo_s"].to_numpy()[done]).sum()) + int(dropped.sum() + failed.sum())
+    judged = int(done.sum() + dropped.sum() + failed.sum())
     horizon = sim.window_s  # cost and occupancy are counted over the workload window
     seg = (alloc["t_end"].clip(0, horizon) - alloc["t_start"].clip(0, horizon)).to_numpy()
     cost_gs = float((seg * alloc["share"].to_numpy()).sum())
@@ -231,6 +236,7 @@ def summarize(
         "completed": int(done.sum()),
         "dropped": int(dropped.sum()),
         "in_flight": int((status == STATUSES.index("in_flight")).sum()),
+        "failed": int(failed.sum()),
         "duration_s": float(sim.workload.duration_s),
         "window_s": float(horizon),
         "simulated_s": float(end),
@@ -271,6 +277,7 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
     k = len(names)
     done = status == STATUSES.index("completed")
     dropped = status == STATUSES.index("dropped")
+    failed = status == STATUSES.index("failed")
     count = np.bincount(code, minlength=k)
     if code.size and not (np.diff(code) >= 0).all():
         raise ValueError("functions_frame needs each function's requests together")
@@ -284,8 +291,9 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
             stats[i, 1:] = np.percentile(x, [95, 99])
     completed = np.bincount(code, weights=done, minlength=k).astype(np.int64)
     n_dropped = np.bincount(code, weights=dropped, minlength=k).astype(np.int64)
-    viol = np.bincount(code, weights=(done & (lat > slo)) | dropped, minlength=k)
-    judged = np.clip(completed + n_dropped, 1, None)
+    n_failed = np.bincount(code, weights=failed, minlength=k).astype(np.int64)
+    viol = np.bincount(code, weights=(done & (lat > slo)) | dropped | failed, minlength=k)
+    judged = np.clip(completed + n_dropped + n_failed, 1, None)
     pods = pd.Series([p.function for p in sim.pods.values()], dtype=object).value_counts()
     frame = pd.DataFrame(
         {
@@ -295,6 +303,7 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
             "requests": count.astype(np.int64),
             "completed": completed,
             "dropped": n_dropped,
+            "failed": n_failed,
             "latency_mean_s": stats[:, 0],
             "latency_p95_s": stats[:, 1],
             "latency_p99_s": stats[:, 2],
