@@ -180,6 +180,20 @@ class ClusterView(Protocol):
         """Mean batch latency (s) from the simulation's latency model."""
         ...
 
+    # ---- GPUs as arrays (indexed by GPU id, like ``gpus()``) ---------------------------
+    def gpu_pod_counts(self) -> np.ndarray:
+        """int64 per GPU: the pods placed on it (starting, ready, draining; 0 = unused)."""
+        ...
+
+    def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
+        """Per GPU of ``ids``: the boxes (x, y, w, h) of its rectangle-placed pods, in
+        placement order (empty: none)."""
+        ...
+
+    def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
+        """float64 per GPU of ``ids``: its free memory (MB)."""
+        ...
+
 
 class Autoscaler(Protocol):
     """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0).

@@ -183,3 +183,16 @@ class SimulationView:
 
     def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
         return self._sim.perf.mean_latency_s(model, batch, sm_pct, quota)
+
+    # ---- GPUs as arrays (by GPU id) ----------------------------------------------------
+    def gpu_pod_counts(self) -> np.ndarray:
+        gpus = self._sim.gpus
+        return np.fromiter((g.n_pods for g in gpus), dtype=np.int64, count=len(gpus))
+
+    def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
+        gpus = self._sim.gpus
+        return [tuple(b for _, b in gpus[i].rects.values()) for i in np.asarray(ids).tolist()]
+
+    def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
+        gpus = self._sim.gpus
+        return np.array([gpus[i].mem_free_mb for i in np.asarray(ids).tolist()], dtype=float)
