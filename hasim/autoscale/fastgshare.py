@@ -223,9 +223,10 @@ def _down_key(e: ProfileEntry) -> tuple[float, float, float, float]:
 class FaSTGShareAutoscaler:
     """FaST-GShare: horizontal scaling with profiled fixed configs, 2-D MaxRects placement.
 
-    Decides at every call (tick or wake) over all functions at once: the gaps come from
-    arrays (arrivals per function, capacity per function kept between calls); only the
-    functions whose gap asks for a pod more or less are looked at one by one.
+    Decides at every call (tick or wake) for all functions at once: each function keeps,
+    until its pods change, its capacity and the band of rate-window arrival counts for
+    which its gap asks for nothing (``_band``, exact); a call compares every function's
+    count with its band and decides one by one only for those outside it.
 
     ``unplaced``: (time s, function, sm %, quota) of pods the packer found no GPU for.
     """
@@ -252,7 +253,8 @@ class FaSTGShareAutoscaler:
         self._bins = RectBins()
         # per function, as of the last call: live (starting + ready) pods, the sum of
         # their T (req/s, added in pod id order), the least T (inf: no pod), whether it
-        # had a request (by ``_seen_at``, s); the functions the last call acted on
+        # had a request (by ``_seen_at``, s), its quiet band (``_lo``, ``_hi``); and the
+        # functions the last call acted on (read again at the next)
         self._view: ClusterView | None = None
         self._reset(None, 0)
 
