@@ -268,3 +268,44 @@ class FakeCluster:
         acts = policy.decide(t, self)  # type: ignore[attr-defined]
         self.apply(acts)
         return acts
+
+    # ---- GPUs as arrays -------------------------------------------------------------------
+    def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
+        return [
+            tuple(b for _, b in self.gpu_objs[i].rects.values()) for i in np.asarray(ids).tolist()
+        ]
+
+    def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([self.gpu_objs[i].mem_free_mb for i in np.asarray(ids).tolist()], float)
+
+    def add_rect_pod(
+        self,
+        function: str,
+        sm: float,
+        quota: float,
+        gpu: int,
+        rect: tuple[int, int, int, int],
+        batch: int = 4,
+        state: PodState = PodState.READY,
+        created: float | None = None,
+    ) -> Pod:
+        """A pod placed by hand as the box ``rect`` on GPU ``gpu`` (ready, or starting
+        until a later ``step``), created at ``created`` (s; default now)."""
+        pid = len(self.pod_objs)
+        t = self.now if created is None else created
+        ready = state is PodState.READY
+        p = Pod(
+            pid,
+            function,
+            self.model.get(function, "resnet50"),
+            sm,
+            quota,
+            batch,
+            MEM_MB,
+            t,
+            state=state,
+            ready_at=t if ready else math.inf,
+        )
+        self.gpu_objs[gpu].add_rect(p, rect)
+        self.pod_objs[pid] = p
+        return p

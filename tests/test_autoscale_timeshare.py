@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hasim.autoscale.base import GpuInfo, PodInfo
+from hasim.autoscale.base import Call, CreatePod, DeletePod, GpuInfo, PodInfo
+from hasim.autoscale.kit import deletion_order, live, pods_by_function, pods_per_gpu
 from hasim.autoscale.timeshare import (
     TimeshareAutoscaler,
     TimeshareConfig,
     build,
     free_slots,
-    pod_capacity,
-    removal_order,
+    slots_per_gpu,
     target_pods,
 )
 from hasim.config.schema import ClusterConfig
@@ -23,14 +23,33 @@ from hasim.config.typed import to_typed
 from hasim.errors import InputError
 from hasim.sim import metrics
 from hasim.workload.base import FunctionSpec, Workload
+from tests.fakes import FakeCluster
 from tests.simkit import StubLatency, simulate
+
+
+def cluster(arrivals, n_gpus=2, period=5.0, **kw) -> FakeCluster:
+    """A FakeCluster of ResNet-50 functions with GPU time 0.02 / quota s per batch."""
+    return FakeCluster(
+        n_gpus=n_gpus,
+        functions=[(f, "resnet50") for f in arrivals],
+        latency=lambda m, b, s, q: 0.02 / q,
+        arrivals=arrivals,
+        period=period,
+        **kw,
+    )
+
 
 # ---- the rule --------------------------------------------------------------------------
 
 
 def test_pod_capacity_is_full_batches_over_latency_plus_overhead():
-    assert pod_capacity(0.08, 4, 0.07) == pytest.approx(4 / 0.15)
-    assert pod_capacity(0.1, 1, 0.0) == pytest.approx(10.0)
+    v = cluster({"f": []})
+    # GPU time 0.02 / 0.25 = 0.08 s per batch of 4, plus 0.07 s held per batch
+    assert TimeshareAutoscaler(TimeshareConfig(), 4, 0.07).capacity(v, "resnet50") == (
+        pytest.approx(4 / 0.15)
+    )
+    one = TimeshareAutoscaler(TimeshareConfig(quota=0.2), 1, 0.0)
+    assert one.capacity(v, "resnet50") == pytest.approx(10.0)
 
 
 def test_target_pods_scales_out_at_once():
@@ -73,16 +92,17 @@ def test_free_slots_counts_room_in_sm100_rows_and_empty_gpus():
     ]
     assert free_slots(gpus, 0.25) == 6
     assert free_slots(gpus, 0.3) == 3 + 1
+    assert slots_per_gpu(0.25) == 4 and slots_per_gpu(0.3) == 3
 
 
-def test_removal_order():
+def test_deletion_order_frees_whole_gpus():
     def p(i, state, g, created):
         return PodInfo(i, "f", "m", 100.0, 0.25, 4, state, g, 0, created, math.nan)
 
     pods = [p(0, "ready", 0, 0.0), p(1, "ready", 1, 1.0), p(2, "ready", 0, 2.0)]
     pods.append(p(3, "starting", 1, 0.5))
     per_gpu = {0: 4, 1: 1}
-    assert [x.id for x in removal_order(pods, per_gpu)] == [3, 1, 2, 0]
+    assert [x.id for x in deletion_order(pods, per_gpu)] == [3, 1, 2, 0]
 
 
 @pytest.mark.parametrize(
@@ -112,6 +132,189 @@ def test_yaml_matches_the_dataclass_and_builds():
     assert a.batch == 8 and a.period_s == 5.0 and a.wake_on_arrival
     # the overhead counts only where it holds the pod
     assert a.overhead == (0.05 if getattr(cc, "overhead_holds_pod", True) else 0.0)
+
+
+# ---- decide() on a FakeCluster --------------------------------------------------------
+
+
+def test_off_tick_wakes_serve_only_functions_at_zero():
+    a = TimeshareAutoscaler(TimeshareConfig(), 4, 0.07)
+    busy = np.r_[np.linspace(0.01, 6.0, 60), np.linspace(6.01, 20.0, 2000)]  # 10, 140 req/s
+    v = cluster({"busy": busy, "late": [7.0]}, n_gpus=4)
+    assert v.step(a, 0.0) == []  # a tick: no request yet
+    v.queued["busy"] = 1
+    assert [c.function for c in v.step(a, 0.5)] == ["busy"]  # a wake: its first pod
+    v.queued["busy"] = 0
+    assert v.step(a, 5.0) == []  # the tick: one pod serves 10 req/s
+    v.queued["late"] = 1
+    acts = v.step(a, 7.0)  # a wake: late gets a pod; busy (overloaded now) waits
+    assert [c.function for c in acts] == ["late"]
+    v.queued["late"] = 0
+    grow = v.step(a, 10.0)  # the tick: busy scales out at once
+    assert len(grow) > 1 and {c.function for c in grow} == {"busy"}
+
+
+def test_scale_out_stops_at_the_rows_room_and_resumes():
+    a = TimeshareAutoscaler(TimeshareConfig(), 4, 0.07)
+    v = cluster({"f": np.linspace(0.01, 60.0, 12000)}, n_gpus=1)  # 200 req/s
+    v.queued["f"] = 1
+    assert len(v.step(a, 0.5)) == 2  # the first call, a tick: 20 req/s so far
+    v.queued["f"] = 0
+    assert len(v.step(a, 5.5)) == 2  # wants 11: one GPU takes four quarter pods
+    assert v.step(a, 10.5) == [] and not v.failed  # full: nothing asked for
+    v.gpu_objs.append(type(v.gpu_objs[0])(1, "n1", v.gpu_objs[0].type))  # a GPU more
+    assert len(v.step(a, 15.5)) == 4 and not v.failed
+
+
+def test_early_in_the_run_the_rate_spans_the_time_so_far():
+    a = TimeshareAutoscaler(TimeshareConfig(), 4, 0.07)
+    v = cluster({"f": np.linspace(0.01, 1.0, 120)})  # a burst in the first second
+    v.queued["f"] = 1
+    assert len(v.step(a, 0.5)) == 1  # 60 requests over the first period: 12 req/s
+    v.queued["f"] = 0
+    # 120 requests over the 5.5 s so far: 21.8 req/s need a second pod (over the
+    # window they would be 4 req/s, over the last period 12)
+    assert len(v.step(a, 5.5)) == 1
+
+
+def reference_decide(a: TimeshareAutoscaler, now: float, view, last: dict[str, float]) -> list:
+    """The module docstring's rule per function over the per-function view API (the
+    implementation before the array port): the oracle. ``last``: last scaling per
+    function (s)."""
+    cfg, eps = a.cfg, 1e-9
+    tick = view.cause is Call.TICK
+    by_fn, per_gpu = pods_by_function(view), pods_per_gpu(view.pods())
+    slots = free_slots(view.gpus(), cfg.quota)
+    out: list = []
+    for f in view.functions():
+        name = f.name
+        pods = live(by_fn.get(name, []))
+        if not tick and pods:
+            continue
+        n = len(pods)
+        arrived = view.arrivals(name, max(0.0, now - cfg.window), now)
+        queued = view.queue_length(name)
+        if n == 0:
+            if queued == 0:
+                continue
+        elif cfg.idle_timeout is not None:
+            idle = view.arrivals(name, now - cfg.idle_timeout, now) == 0
+            if idle and queued == 0 and view.in_flight(name) == 0:
+                out.extend(DeletePod(p.id) for p in pods)
+                last[name] = now
+                continue
+        rate = arrived / min(cfg.window, max(now, cfg.period))
+        rate_up = view.arrivals(name, now - cfg.period, now) / cfg.period
+        cooled = now - last.get(name, -math.inf) >= cfg.scale_in_cooldown - eps
+        want = target_pods(n, rate, a.capacity(view, f.model), cfg, cooled, rate_up)
+        if want > n and slots > 0:
+            k = min(want - n, slots)
+            slots -= k
+            out.extend(CreatePod(name, 100.0, cfg.quota, a.batch) for _ in range(k))
+            last[name] = now
+        elif want < n:
+            out.extend(DeletePod(p.id) for p in deletion_order(pods, per_gpu)[: n - want])
+            last[name] = now
+    return out
+
+
+class Reference:
+    """``reference_decide`` as a policy."""
+
+    def __init__(self, a: TimeshareAutoscaler) -> None:
+        self.a, self.last = a, {}
+
+    def decide(self, now: float, view) -> list:
+        return reference_decide(self.a, now, view, self.last)
+
+
+CONFIGS = [
+    {},
+    {"idle_timeout": 20.0},
+    {"min_pods": 2, "max_pods": 4, "max_scale_in_step": 3, "scale_in_cooldown": 0.0},
+    {"period": 2.0, "window": 10.0, "target_utilization": 0.5, "scale_in_utilization": 0.3},
+    {"quota": 0.3, "max_pods": 2, "idle_timeout": 8.0, "period": 1.0},
+]
+
+
+def drive(policy, v: FakeCluster, t: float) -> list:
+    """One call at ``t``: requests wait while a function has no pods (all that came
+    since it last had some), now and then one is queued or in flight beside live pods."""
+    for f in v.specs:
+        name = f.name
+        if v.live(name):
+            v.last_live[name] = t
+            v.queued[name] = int(int(t * 10) % 11 == 0)
+            v.flight[name] = int(int(t * 10) % 13 == 0)
+        else:
+            v.queued[name] = v.arrivals(name, v.last_live[name], t)
+            v.flight[name] = 0
+    return v.step(policy, t)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_array_decisions_match_the_rule_function_by_function(seed):
+    """Random loads with idle spells, late and silent functions, wakes between ticks,
+    pods that start slowly, bounds, a cluster that fills up: every call's actions
+    equal the per-function rule's."""
+    rng = np.random.default_rng(seed)
+    arrivals: dict[str, np.ndarray] = {}
+    for j in range(int(rng.integers(3, 7))):
+        start = float(rng.choice([0.0, 0.0, rng.uniform(10, 150), 1e9]))
+        edges = np.sort(rng.uniform(0, 400, 6))
+        parts = []
+        for t0, t1 in zip(np.r_[0.0, edges], np.r_[edges, 400.0], strict=True):
+            t0, t1 = max(t0, start), max(t1, start)
+            rate = float(rng.choice([0.0, 0.0, 0.2, 3.0, 15.0, 60.0]))
+            parts.append(np.sort(rng.uniform(t0, t1, rng.poisson(rate * (t1 - t0)))))
+        arrivals[f"f{j}"] = np.concatenate(parts)
+    cfg = TimeshareConfig(**CONFIGS[seed % len(CONFIGS)])
+    ticks = np.arange(0.0, 400.0, cfg.period)
+    times = sorted({*ticks, *np.round(rng.uniform(0, 400, 60), 3)})
+    kw = {"n_gpus": int(rng.integers(1, 5)), "period": cfg.period, "ready_delay": 3.0}
+    fast, slow = cluster(arrivals, **kw), cluster(arrivals, **kw)
+    for v in (fast, slow):
+        v.last_live = dict.fromkeys(arrivals, -1.0)
+    new = TimeshareAutoscaler(cfg, 4, 0.07)
+    ref = Reference(TimeshareAutoscaler(cfg, 4, 0.07))
+    acted = 0
+    for t in times:
+        got, want = drive(new, fast, float(t)), drive(ref, slow, float(t))
+        assert got == want, f"t = {t}"
+        acted += bool(got)
+    assert acted > 2 and not fast.failed
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_counts_at_the_edges_of_the_bands_decide_like_the_rule(n):
+    """A tick at 40 s with n ready pods and k arrivals, for every k near the counts
+    where the rule starts to scale in (k over the window) or out (k over the window,
+    or all in the last period): the same actions as the rule."""
+    cfg = TimeshareConfig()
+    cap = 4 / (0.02 / cfg.quota + 0.07)
+
+    def both(arrivals: np.ndarray) -> tuple[list, list]:
+        out = []
+        for policy in (TimeshareAutoscaler(cfg, 4, 0.07), None):
+            v = cluster({"f": arrivals}, n_gpus=4)
+            for j in range(n):
+                v.add_pod("f", 100.0, cfg.quota, gpu=j, row=0)
+            policy = policy or Reference(TimeshareAutoscaler(cfg, 4, 0.07))
+            out.append(v.step(policy, 40.0))
+        return out[0], out[1]
+
+    edges = [  # the count where it changes (about), arrivals in (t0, t1]
+        (0.4 * cap * (n - 1) * cfg.window, 10.0, 40.0),  # scale in: the window's rate
+        (0.7 * cap * n * cfg.window, 10.0, 35.0),  # scale out: the window's rate
+        (0.7 * cap * n * cfg.period, 35.0, 40.0),  # scale out: the last period's
+    ]
+    seen = set()
+    for estimate, t0, t1 in edges:
+        for k in range(max(1, int(estimate) - 3), int(estimate) + 4):
+            got, want = both(np.linspace(t0, t1, k + 1)[1:])
+            assert got == want, (estimate, k)
+            seen.add(bool(got))
+    assert seen == {True, False}
 
 
 # ---- simulation ------------------------------------------------------------------------
@@ -207,10 +410,19 @@ def test_full_cluster_does_not_spam_failed_actions():
         nodes=1,
         timeout=5.0,
     )
-    assert len(req) == w.total_requests
-    assert set(req["status"].unique()) <= {"completed", "dropped", "in_flight"}
     assert len(sim.pods) == 4  # one GPU: four quarter slices
     assert all(x["ok"] for x in sim.logs.actions)
+    # the backlog (200 req/s offered, about 190 served) is served first come, first
+    # served within the timeout; each batch takes 0.08 s on a quarter slice, then 0.07 s
+    # of post-service delay; a pod runs one batch of at most 4 at a time
+    assert (req["status"] == "completed").all() and req["pod"].nunique() == 4
+    assert (req["start"] >= req["arrival"]).all() and req["wait"].max() < 5.0
+    assert (np.diff(req.sort_values("arrival")["start"].to_numpy()) >= 0).all()
+    assert np.allclose(req["finish"] - req["start"], 0.15)
+    batches = req.groupby(["pod", "start"]).size()
+    assert batches.max() == 4
+    for _, starts in batches.reset_index().groupby("pod")["start"]:
+        assert (np.diff(starts.to_numpy()) >= 0.08 - 1e-9).all()
 
 
 def test_through_hasim_run(tmp_path):

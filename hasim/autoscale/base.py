@@ -190,6 +190,15 @@ class ClusterView(Protocol):
         """The GPUs with these ids, in that order (as ``gpus()`` describes them)."""
         ...
 
+    def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
+        """Per GPU of ``ids``: the boxes (x, y, w, h) of its rectangle-placed pods, in
+        placement order (empty: none)."""
+        ...
+
+    def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
+        """float64 per GPU of ``ids``: its free memory (MB)."""
+        ...
+
 
 class Autoscaler(Protocol):
     """An autoscaling policy. ``period_s``: decision period in s (None: only at t = 0).

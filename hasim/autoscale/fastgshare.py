@@ -73,15 +73,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, PodInfo
+from hasim.autoscale.kit import (
+    CAPACITY_RULES,
+    capacity_rps,
+    deletion_order,
+    last_true,
+    live,
+    require,
+)
 from hasim.cluster.gpu import rect_width
 from hasim.cluster.models import model_facts
-from hasim.cluster.placement import RectPacker
+from hasim.cluster.placement import RectBins, RectPacker
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
-from hasim.errors import HasimError, InputError
+from hasim.errors import HasimError
 
-THROUGHPUT_MODES = ("saturated", "has", "closed_loop", "gpu")
+THROUGHPUT_MODES = CAPACITY_RULES
 TREND_MODES = ("ratio", "squared", "off")
 RESIDUAL_MODES = ("area", "throughput")
 TOKEN_WINDOWS = ("40ms", "10s")
@@ -213,6 +223,11 @@ def _down_key(e: ProfileEntry) -> tuple[float, float, float, float]:
 class FaSTGShareAutoscaler:
     """FaST-GShare: horizontal scaling with profiled fixed configs, 2-D MaxRects placement.
 
+    Decides at every call (tick or wake) for all functions at once: each function keeps,
+    until its pods change, its capacity and the band of rate-window arrival counts for
+    which its gap asks for nothing (``_band``, exact); a call compares every function's
+    count with its band and decides one by one only for those outside it.
+
     ``unplaced``: (time s, function, sm %, quota) of pods the packer found no GPU for.
     """
 
@@ -235,32 +250,36 @@ class FaSTGShareAutoscaler:
         self._rps: dict[tuple[str, int, float, float], float] = {}
         self._mem: dict[str, float] = {}
         self.unplaced: list[tuple[float, str, float, float]] = []
+        self._bins = RectBins()
+        # per function, as of the last call: live (starting + ready) pods, the sum of
+        # their T (req/s, added in pod id order), the least T (inf: no pod), whether it
+        # had a request (by ``_seen_at``, s), its quiet band (``_lo``, ``_hi``); and the
+        # functions the last call acted on (read again at the next)
+        self._view: ClusterView | None = None
+        self._reset(None, 0)
 
     def _check(self) -> None:
         c = self.cfg
-
-        def bad(name: str, value: object, expected: str) -> InputError:
-            return InputError(f"autoscaler.{name}={value!r}", expected=expected)
-
-        for name in ("period", "rate_window", "trend_window"):
-            if not getattr(c, name) > 0:
-                raise bad(name, getattr(c, name), "a number of seconds > 0")
-        if c.headroom < 0:
-            raise bad("headroom", c.headroom, "req/s >= 0")
-        if self.overhead < 0:
-            raise bad("overhead", self.overhead, "seconds >= 0")
-        if c.scale_down_threshold < 0:
-            raise bad("scale_down_threshold", c.scale_down_threshold, "a fraction >= 0")
-        for name, allowed in (
-            ("throughput", THROUGHPUT_MODES),
-            ("trend", TREND_MODES),
-            ("residual", RESIDUAL_MODES),
-            ("token_window", TOKEN_WINDOWS),
-        ):
-            if getattr(c, name) not in allowed:
-                raise bad(name, getattr(c, name), "one of " + ", ".join(allowed))
-        if not c.quotas or not c.sms:
-            raise bad("quotas/sms", (c.quotas, c.sms), "non-empty lists")
+        modes = {
+            "throughput": THROUGHPUT_MODES,
+            "trend": TREND_MODES,
+            "residual": RESIDUAL_MODES,
+            "token_window": TOKEN_WINDOWS,
+        }
+        require(
+            c,
+            [
+                (c.period > 0, "period", "a number of seconds > 0"),
+                (c.rate_window > 0, "rate_window", "a number of seconds > 0"),
+                (c.trend_window > 0, "trend_window", "a number of seconds > 0"),
+                (c.headroom >= 0, "headroom", "req/s >= 0"),
+                (self.overhead >= 0, "overhead", "seconds >= 0"),
+                (c.scale_down_threshold >= 0, "scale_down_threshold", "a fraction >= 0"),
+                *((getattr(c, k) in v, k, "one of " + ", ".join(v)) for k, v in modes.items()),
+                (bool(c.quotas), "quotas", "a non-empty list"),
+                (bool(c.sms), "sms", "a non-empty list"),
+            ],
+        )
         for q in c.quotas:
             for s in c.sms:
                 validate_pod_request(float(s), float(q), self.batch)
@@ -269,17 +288,15 @@ class FaSTGShareAutoscaler:
     def throughput(
         self, view: ClusterView, model: str, batch: int, sm_pct: float, quota: float
     ) -> float:
-        """Profiled T (requests/s) of a pod (model, batch, sm_pct %, quota), cached."""
+        """Profiled T (requests/s) of a pod (model, batch, sm_pct %, quota) by the
+        configured rule (``kit.capacity_rps``; closed_loop and gpu at batch 1), cached."""
         key = (model, batch, float(sm_pct), float(quota))
         t = self._rps.get(key)
         if t is None:
-            mode, o = self.cfg.throughput, self.overhead
-            if mode in ("saturated", "has"):
-                lat = view.latency_s(model, batch, sm_pct, quota) + o
-                t = batch / lat if mode == "saturated" else (batch + 1) / 2.0 / lat
-            else:
-                lat = view.latency_s(model, 1, sm_pct, quota)
-                t = 1.0 / (lat + o if mode == "closed_loop" else lat)
+            rule = self.cfg.throughput
+            b = batch if rule in ("saturated", "has") else 1
+            lat = view.latency_s(model, b, sm_pct, quota)
+            t = capacity_rps(rule, lat, b, self.overhead, lat if b == 1 else None)
             if not math.isfinite(t) or t <= 0:
                 t = 0.0
             self._rps[key] = t
@@ -307,46 +324,143 @@ class FaSTGShareAutoscaler:
         return self._mem[model]
 
     # ---- decision ----------------------------------------------------------------
+    def gap(self, count: int, capacity: float) -> float:
+        """A function's gap (req/s) for ``count`` arrivals in the rate window and pods of
+        total T ``capacity`` (req/s)."""
+        return count / self.cfg.rate_window + self.cfg.headroom - capacity
+
     def decide(self, now: float, view: ClusterView) -> list[Action]:
-        packer = RectPacker(view.gpus)
+        c = self.cfg
+        self._refresh(view, now)
+        counts = view.arrival_counts(now - c.rate_window)
+        self._see(view, now)
+        # exact pre-check: a count outside the function's quiet band changes its pods
+        hot = (counts > self._hi) | (counts < self._lo)
+        warm: set[int] = set()
+        if now == 0.0 and c.prewarm:
+            warm = set(np.flatnonzero((self._pods == 0) & (view.workload_arrivals() > 0)).tolist())
+            hot[list(warm)] = True
+        if not hot.any():
+            return []
+        fns = view.functions()
+        packer = self._bins.packer(view)
         actions: list[Action] = []
-        for f in view.functions():
-            actions.extend(self._decide_function(now, view, f.name, f.model, packer))
+        acting = np.flatnonzero(hot)
+        for i, k in zip(acting.tolist(), counts[acting].tolist(), strict=True):
+            self._acted.append(i)  # its pods, capacity and band are read at the next call
+            f = fns[i]
+            if i in warm:
+                best = rpr_order(self.profile(view, f.model))[0]
+                actions.extend(self._create(now, f.name, f.model, best, packer, warm=True))
+                continue
+            self._seen[i] |= k > 0
+            if not (self._pods[i] or self._seen[i]):
+                continue  # no traffic yet: the first pod comes with the first request
+            capacity = float(self._capacity[i])
+            gap = self.gap(k, capacity)
+            if gap > _EPS:
+                actions.extend(self._scale_up(now, view, f.name, f.model, gap, packer))
+            elif self._pods[i] and -gap + _EPS < self._min_t[i]:
+                continue  # the surplus is smaller than any pod: nothing to remove
+            elif gap < -_EPS and -gap > c.scale_down_threshold * capacity:
+                actions.extend(self._scale_down(view, -gap, live(view.pods_of(i))))
         return actions
 
-    def _decide_function(
-        self, now: float, view: ClusterView, name: str, model: str, packer: RectPacker
+    def _reset(self, view: ClusterView | None, size: int) -> None:
+        """Per-function state for a new view (a new run) of ``size`` functions; every
+        function is read at the next call."""
+        self._view = view
+        self._pods = np.zeros(size, dtype=np.int64)
+        self._capacity = np.zeros(size)
+        self._min_t = np.full(size, math.inf)
+        self._seen = np.zeros(size, dtype=bool)
+        self._seen_at = -math.inf
+        self._lo = np.zeros(size, dtype=np.int64)
+        self._hi = np.zeros(size, dtype=np.int64)
+        self._acted = list(range(size))
+
+    def _refresh(self, view: ClusterView, now: float) -> None:
+        """Bring the per-function pods, capacity, least T and quiet band up to date: for
+        the functions the last call acted on and any whose live pod count changed."""
+        n = view.pod_counts("starting") + view.pod_counts("ready")
+        if view is not self._view or self._pods.size != n.size or now < self._seen_at:
+            self._reset(view, n.size)
+        if not (self._acted or (n != self._pods).any()):
+            return
+        stale = sorted({*self._acted, *np.flatnonzero(n != self._pods).tolist()})
+        self._acted = []
+        for i in stale:
+            rates = [
+                self.throughput(view, p.model, p.batch, p.sm_pct, p.quota)
+                for p in live(view.pods_of(i))
+            ]
+            self._pods[i] = len(rates)
+            self._capacity[i] = sum(rates)
+            self._min_t[i] = min(rates, default=math.inf)
+        zero = [i for i in stale if not self._pods[i]]
+        if zero:  # whether a function without pods had a request in (-1, now]
+            self._seen[zero] = view.arrival_counts(-1.0)[zero] > 0
+        for i in stale:
+            self._lo[i], self._hi[i] = self._band(i)
+
+    def _see(self, view: ClusterView, now: float) -> None:
+        """Keep ``_seen`` exact for the functions without pods: the rate window covers the
+        time since the last call (a first request there puts the count above the band
+        (0, 0) of such a function); else read the arrivals so far."""
+        if self._seen_at < now - self.cfg.rate_window:
+            new = np.flatnonzero(
+                (self._pods == 0) & ~self._seen & (view.arrival_counts(-1.0) > 0)
+            ).tolist()
+            self._seen[new] = True
+            for i in new:
+                self._lo[i], self._hi[i] = self._band(i)
+        self._seen_at = now
+
+    def _band(self, i: int) -> tuple[int, int]:
+        """The counts of arrivals in the rate window (lo, hi) for which function ``i``
+        neither scales up nor down. ``decide``'s tests are monotone in the count (the
+        gap is a chain of rounded, monotone operations), so they hold outside an
+        interval; lo/hi are found exactly around the real-valued bounds. A function
+        without pods or traffic: (0, 0), until its first request."""
+        if not (self._pods[i] or self._seen[i]):
+            return 0, 0
+        c = self.cfg
+        capacity, min_t = float(self._capacity[i]), float(self._min_t[i])
+
+        def quiet_up(k: int) -> bool:
+            return not self.gap(k, capacity) > _EPS
+
+        def down(k: int) -> bool:
+            gap = self.gap(k, capacity)
+            return -gap + _EPS >= min_t and gap < -_EPS and -gap > c.scale_down_threshold * capacity
+
+        hi = last_true(quiet_up, (capacity + _EPS - c.headroom) * c.rate_window)
+        floor = min(_EPS - min_t, -_EPS, -c.scale_down_threshold * capacity)
+        lo = last_true(down, (capacity - c.headroom + floor) * c.rate_window) + 1
+        return lo, hi
+
+    def _scale_up(
+        self, now: float, view: ClusterView, name: str, model: str, gap: float, packer: RectPacker
     ) -> list[Action]:
         c = self.cfg
-        pods = [p for p in view.pods(name) if p.state in ("starting", "ready")]
-        if now == 0.0 and c.prewarm and not pods and view.total_arrivals(name) > 0:
-            best = rpr_order(self.profile(view, model))[0]
-            return self._create(now, name, model, best, packer, warm=True)
-        if not pods and view.arrivals(name, -1.0, now) == 0:
-            return []  # no traffic yet: the first pod comes with the first request
-        rate = view.arrivals(name, now - c.rate_window, now) / c.rate_window
-        rates = [self.throughput(view, p.model, p.batch, p.sm_pct, p.quota) for p in pods]
-        capacity = sum(rates)
-        gap = rate + c.headroom - capacity
-        if gap > _EPS:
-            plan = split_gap(gap, self.profile(view, model), c.residual)
-            w = c.trend_window
-            past = view.arrivals(name, now - w, now) / w
-            old = view.arrivals(name, now - 2 * w, now - w) / w
-            factor = trend_factor(past, old, c.trend)
-            out: list[Action] = []
-            for entry, n in plan:
-                for _ in range(int(math.ceil(n * factor - 1e-9))):
-                    out.extend(self._create(now, name, model, entry, packer))
-            return out
-        if rates and -gap + _EPS < min(rates):
-            return []  # the surplus is smaller than any pod: nothing to remove
-        if gap < -_EPS and -gap > c.scale_down_threshold * capacity:
-            return self._scale_down(view, -gap, pods)
-        return []
+        plan = split_gap(gap, self.profile(view, model), c.residual)
+        w = c.trend_window
+        past = view.arrivals(name, now - w, now) / w
+        old = view.arrivals(name, now - 2 * w, now - w) / w
+        factor = trend_factor(past, old, c.trend)
+        out: list[Action] = []
+        for entry, k in plan:
+            for _ in range(int(math.ceil(k * factor - 1e-9))):
+                out.extend(self._create(now, name, model, entry, packer))
+        return out
 
     def _create(
-        self, now: float, name: str, model: str, entry: ProfileEntry, packer: RectPacker,
+        self,
+        now: float,
+        name: str,
+        model: str,
+        entry: ProfileEntry,
+        packer: RectPacker,
         warm: bool = False,
     ) -> list[Action]:
         spot = packer.place(entry.width, entry.height, self._mem_mb(model))
@@ -354,8 +468,9 @@ class FaSTGShareAutoscaler:
             self.unplaced.append((now, name, entry.sm_pct, entry.quota))
             return []
         gid, box = spot
-        return [CreatePod(name, entry.sm_pct, entry.quota, self.batch, gpu=gid, rect=box,
-                          warm=warm)]
+        return [
+            CreatePod(name, entry.sm_pct, entry.quota, self.batch, gpu=gid, rect=box, warm=warm)
+        ]
 
     def _scale_down(self, view: ClusterView, surplus: float, pods: list[PodInfo]) -> list[Action]:
         groups: dict[tuple[float, float, int], list[PodInfo]] = {}
@@ -369,10 +484,8 @@ class FaSTGShareAutoscaler:
         plan.sort(key=lambda g: _down_key(g[0]))  # emit least efficient first
         counts = scale_down_plan(surplus, [(e, len(ps)) for e, ps in plan])
         out: list[Action] = []
-        for (_, ps), n in zip(plan, counts, strict=True):
-            # newest first: starting pods before ready ones, then by creation time
-            victims = sorted(ps, key=lambda p: (p.state == "ready", -p.created_at, -p.id))[:n]
-            out.extend(DeletePod(p.id) for p in victims)
+        for (_, ps), k in zip(plan, counts, strict=True):
+            out.extend(DeletePod(p.id) for p in deletion_order(ps)[:k])  # newest first
         return out
 
 

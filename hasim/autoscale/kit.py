@@ -20,6 +20,7 @@ Shared here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -145,3 +146,21 @@ class ModelTable:
             out.setflags(write=False)
             self._arrays[key] = out
         return out
+
+
+# ---- exact pre-checks ---------------------------------------------------------------------
+def last_true(pred: Callable[[int], bool], guess: float) -> int:
+    """The largest k >= 0 with ``pred(k)``, for a predicate that holds up to some k and
+    not above it (-1: not even at 0), searched from ``guess`` (a real-valued estimate).
+
+    A policy whose test is monotone in an integer count (arrivals in a window) turns it
+    into a band of counts that change nothing, then checks all functions at once with
+    two comparisons; the band is exact because the test itself is evaluated here."""
+    k = int(min(max(guess, 0.0), 1e15)) if math.isfinite(guess) else 0
+    if pred(k):
+        while pred(k + 1):
+            k += 1
+        return k
+    while k >= 0 and not pred(k):
+        k -= 1
+    return k

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from hasim.autoscale.base import Action, ClusterView, CreatePod
+from hasim.autoscale.kit import require
 from hasim.cluster.pod import validate_pod_request
-from hasim.errors import InputError
 
 
 @dataclass
@@ -34,8 +36,7 @@ class StaticAutoscaler:
     def __init__(self, cfg: StaticConfig, default_batch: int) -> None:
         self.cfg = cfg
         self.batch = default_batch if cfg.batch is None else cfg.batch
-        if cfg.pods < 0:
-            raise InputError(f"autoscaler.pods={cfg.pods}", expected="an integer >= 0")
+        require(cfg, [(cfg.pods >= 0, "pods", "an integer >= 0")])
         if not cfg.exclusive:
             validate_pod_request(cfg.sm, cfg.quota, self.batch)
         else:
@@ -44,19 +45,13 @@ class StaticAutoscaler:
     def decide(self, now: float, view: ClusterView) -> list[Action]:
         if now > 0:
             return []
-        actions: list[Action] = []
-        for f in view.functions():
-            if self.cfg.active_only and view.total_arrivals(f.name) == 0:
-                continue
-            for _ in range(self.cfg.pods):
-                actions.append(
-                    CreatePod(
-                        f.name,
-                        self.cfg.sm,
-                        self.cfg.quota,
-                        self.batch,
-                        exclusive=self.cfg.exclusive,
-                        warm=self.cfg.prewarmed,
-                    )
-                )
-        return actions
+        c = self.cfg
+        fns = view.functions()
+        chosen = view.workload_arrivals() > 0 if c.active_only else np.ones(len(fns), bool)
+        return [
+            CreatePod(
+                fns[i].name, c.sm, c.quota, self.batch, exclusive=c.exclusive, warm=c.prewarmed
+            )
+            for i in np.flatnonzero(chosen).tolist()
+            for _ in range(c.pods)
+        ]

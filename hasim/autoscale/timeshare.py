@@ -36,9 +36,20 @@ holding the fewest pods (to free whole GPUs), newest first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, GpuInfo, PodInfo
+import numpy as np
+
+from hasim.autoscale.base import Action, Call, ClusterView, CreatePod, DeletePod, GpuInfo
+from hasim.autoscale.kit import (
+    capacity_rps,
+    deletion_order,
+    last_true,
+    live,
+    pods_per_gpu,
+    require,
+)
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
 from hasim.errors import InputError
@@ -64,38 +75,33 @@ class TimeshareConfig:
     idle_timeout: float | None = None  # s without requests before all pods go; null = never
 
     def validate(self) -> None:
-        checks: list[tuple[bool, str, str]] = [
-            (0 < self.quota <= 1, "quota", "a fraction in (0, 1]"),
-            (self.period > 0, "period", "seconds > 0"),
-            (self.window > 0, "window", "seconds > 0"),
-            (0 < self.target_utilization <= 1, "target_utilization", "a fraction in (0, 1]"),
-            (
-                0 <= self.scale_in_utilization < self.target_utilization,
-                "scale_in_utilization",
-                "a fraction in [0, target_utilization)",
-            ),
-            (self.min_pods >= 1, "min_pods", "an integer >= 1"),
-            (
-                self.max_pods == 0 or self.max_pods >= self.min_pods,
-                "max_pods",
-                "0 (unbounded) or >= min_pods",
-            ),
-            (self.scale_in_cooldown >= 0, "scale_in_cooldown", "seconds >= 0"),
-            (self.max_scale_in_step >= 1, "max_scale_in_step", "an integer >= 1"),
-            (
-                self.idle_timeout is None or self.idle_timeout > 0,
-                "idle_timeout",
-                "seconds > 0 or null",
-            ),
-        ]
-        for ok, key, expected in checks:
-            if not ok:
-                raise InputError(f"autoscaler.{key}={getattr(self, key)!r}", expected=expected)
-
-
-def pod_capacity(latency_s: float, batch: int, overhead: float) -> float:
-    """Requests per second one pod serves with full batches: batch / (L + overhead)."""
-    return batch / (latency_s + overhead)
+        require(
+            self,
+            [
+                (0 < self.quota <= 1, "quota", "a fraction in (0, 1]"),
+                (self.period > 0, "period", "seconds > 0"),
+                (self.window > 0, "window", "seconds > 0"),
+                (0 < self.target_utilization <= 1, "target_utilization", "a fraction in (0, 1]"),
+                (
+                    0 <= self.scale_in_utilization < self.target_utilization,
+                    "scale_in_utilization",
+                    "a fraction in [0, target_utilization)",
+                ),
+                (self.min_pods >= 1, "min_pods", "an integer >= 1"),
+                (
+                    self.max_pods == 0 or self.max_pods >= self.min_pods,
+                    "max_pods",
+                    "0 (unbounded) or >= min_pods",
+                ),
+                (self.scale_in_cooldown >= 0, "scale_in_cooldown", "seconds >= 0"),
+                (self.max_scale_in_step >= 1, "max_scale_in_step", "an integer >= 1"),
+                (
+                    self.idle_timeout is None or self.idle_timeout > 0,
+                    "idle_timeout",
+                    "seconds > 0 or null",
+                ),
+            ],
+        )
 
 
 def target_pods(
@@ -135,28 +141,23 @@ def free_slots(gpus: list[GpuInfo], quota: float) -> int:
             continue
         used = [(sm, free) for sm, free in g.rows if sm > 0]
         if not used:
-            slots += int(math.floor(1.0 / quota + EPS))
+            slots += slots_per_gpu(quota)
         else:
             slots += sum(int(math.floor(free / quota + EPS)) for sm, free in used if sm >= 100)
     return slots
 
 
-def removal_order(pods: list[PodInfo], pods_per_gpu: dict[int, int]) -> list[PodInfo]:
-    """Not-yet-ready pods first (newest first), then ready pods on the GPUs with the
-    fewest pods, newest first."""
-    return sorted(
-        pods,
-        key=lambda p: (
-            p.state == "ready",
-            pods_per_gpu.get(p.gpu, 0) if p.gpu is not None else 0,
-            -p.created_at,
-            -p.id,
-        ),
-    )
+def slots_per_gpu(quota: float) -> int:
+    """Pods with time slice ``quota`` an empty GPU takes."""
+    return int(math.floor(1.0 / quota + EPS))
 
 
 class TimeshareAutoscaler:
-    """Horizontal scaling of SM-100 % pods with fixed time slices (module docstring)."""
+    """Horizontal scaling of SM-100 % pods with fixed time slices (module docstring).
+
+    Each call first finds, over all functions at once, those whose pod count may change
+    (``_candidates``: an exact superset from bands of arrival counts); only those are
+    decided one by one, by the rule above."""
 
     wake_on_arrival = True
 
@@ -169,59 +170,159 @@ class TimeshareAutoscaler:
             raise InputError(f"cluster.overhead={overhead}", expected="seconds >= 0")
         self.overhead = overhead
         self.period_s: float | None = cfg.period
-        self._next_tick = 0.0
-        self._last_scale: dict[str, float] = {}
         self._capacity: dict[str, float] = {}
+        self._view: ClusterView | None = None
+        self._reset(None, 0)
 
     def capacity(self, view: ClusterView, model: str) -> float:
-        """One pod's capacity for ``model`` (req/s), cached per model."""
+        """One pod's capacity for ``model`` (req/s): full batches at SM 100 % and the
+        slice ``quota`` (``kit.capacity_rps``, saturated), cached per model."""
         c = self._capacity.get(model)
         if c is None:
             lat = view.latency_s(model, self.batch, 100.0, self.cfg.quota)
-            c = self._capacity[model] = pod_capacity(lat, self.batch, self.overhead)
+            c = self._capacity[model] = capacity_rps("saturated", lat, self.batch, self.overhead)
         return c
 
     def decide(self, now: float, view: ClusterView) -> list[Action]:
         cfg = self.cfg
-        tick = now >= self._next_tick - EPS
-        if tick:
-            self._next_tick = now + cfg.period
-        by_fn: dict[str, list[PodInfo]] = {}
-        per_gpu: dict[int, int] = {}
-        for p in view.pods():
-            by_fn.setdefault(p.function, []).append(p)
-            if p.gpu is not None:
-                per_gpu[p.gpu] = per_gpu.get(p.gpu, 0) + 1
-        slots = free_slots(view.gpus(), cfg.quota)
-        actions: list[Action] = []
-        for f in view.functions():
-            live = [p for p in by_fn.get(f.name, []) if p.state != "draining"]
-            if not tick and live:
-                continue  # an off-tick wake only serves functions at zero
-            n = len(live)
-            arrived = view.arrivals(f.name, max(0.0, now - cfg.window), now)
-            queued = view.queue_length(f.name)
+        tick = view.cause is Call.TICK
+        fns = view.functions()
+        plan: list[tuple[int, int, int]] = []  # (function, pods now, pods wanted)
+        for i in self._candidates(now, view, tick).tolist():
+            name, n = fns[i].name, int(self._pods[i])
             if n == 0:
-                if queued == 0:
+                if view.queue_length(name) == 0:
                     continue  # nothing waits for a pod
             elif cfg.idle_timeout is not None:
-                idle = view.arrivals(f.name, now - cfg.idle_timeout, now) == 0
-                if idle and queued == 0 and view.in_flight(f.name) == 0:
-                    actions.extend(DeletePod(p.id) for p in live)
-                    self._last_scale[f.name] = now
+                idle = view.arrivals(name, now - cfg.idle_timeout, now) == 0
+                if idle and view.queue_length(name) == 0 and view.in_flight(name) == 0:
+                    plan.append((i, n, 0))
                     continue
+            arrived = view.arrivals(name, max(0.0, now - cfg.window), now)
             rate = arrived / min(cfg.window, max(now, cfg.period))
-            rate_up = view.arrivals(f.name, now - cfg.period, now) / cfg.period
-            cooled = now - self._last_scale.get(f.name, -math.inf) >= cfg.scale_in_cooldown - EPS
-            want = target_pods(n, rate, self.capacity(view, f.model), cfg, cooled, rate_up)
-            if want > n and slots > 0:
-                k = min(want - n, slots)
-                slots -= k
-                actions.extend(CreatePod(f.name, 100.0, cfg.quota, self.batch) for _ in range(k))
-                self._last_scale[f.name] = now
-            elif want < n:
-                actions.extend(DeletePod(p.id) for p in removal_order(live, per_gpu)[: n - want])
-                self._last_scale[f.name] = now
+            rate_up = view.arrivals(name, now - cfg.period, now) / cfg.period
+            cooled = now - self._last_scale[i] >= cfg.scale_in_cooldown - EPS
+            want = target_pods(
+                n, rate, self.capacity(view, fns[i].model), cfg, bool(cooled), rate_up
+            )
+            if want != n:
+                plan.append((i, n, want))
+        return self._act(now, view, plan) if plan else []
+
+    # ---- which functions to look at ----------------------------------------------------
+    def _candidates(self, now: float, view: ClusterView, tick: bool) -> np.ndarray:
+        """Indices of the functions whose pods may change now (every one that will, in
+        function order): without pods, those with requests since they last had pods
+        (one may wait); on a tick, those with pods whose window counts leave their
+        band, that are out of bounds, early in the run (the rate's span still grows)
+        or idle."""
+        cfg = self.cfg
+        self._refresh(view)
+        hot = view.arrival_counts(-1.0) > self._zero_above
+        if tick:
+            counts = view.arrival_counts(max(0.0, now - cfg.window))
+            hot |= (counts > self._window_hi) | (counts < self._window_lo)
+            hot |= view.arrival_counts(now - cfg.period) > self._period_hi
+            if max(now, cfg.period) < cfg.window:
+                hot |= self._pods > 0
+            if cfg.idle_timeout is not None:
+                hot |= (self._pods > 0) & (view.arrival_counts(now - cfg.idle_timeout) == 0)
+        return np.flatnonzero(hot)
+
+    def _reset(self, view: ClusterView | None, size: int) -> None:
+        """Per-function state for a new view (a new run) of ``size`` functions."""
+        self._view = view
+        big = np.iinfo(np.int64).max
+        self._pods = np.zeros(size, dtype=np.int64)  # live pods at the last refresh
+        self._last_scale = np.full(size, -math.inf)  # s; -inf: never scaled
+        # arrivals so far when the function last had no pods: a request can wait for a
+        # pod only if more came since; no pods and no traffic yet: 0
+        self._arrived_at_zero = np.zeros(size, dtype=np.int64)
+        self._zero_above = np.zeros(size, dtype=np.int64)
+        # bands of window / period counts that change nothing (see _bands)
+        self._window_lo = np.zeros(size, dtype=np.int64)
+        self._window_hi = np.full(size, big)
+        self._period_hi = np.full(size, big)
+
+    def _refresh(self, view: ClusterView) -> None:
+        """Pod counts and bands of the functions whose live pod count changed (the bands
+        depend on nothing else that changes)."""
+        n = view.pod_counts("starting") + view.pod_counts("ready")
+        if view is not self._view or self._pods.size != n.size:
+            self._reset(view, n.size)
+        changed = n != self._pods
+        if not changed.any():
+            return
+        stale = np.flatnonzero(changed).tolist()
+        self._pods[stale] = n[stale]
+        fns = view.functions()
+        for i in stale:
+            bands = self._bands(int(n[i]), self.capacity(view, fns[i].model))
+            self._window_lo[i], self._window_hi[i], self._period_hi[i] = bands
+            self._zero_above[i] = np.iinfo(np.int64).max if n[i] else self._arrived_at_zero[i]
+
+    def _bands(self, n: int, capacity: float) -> tuple[int, int, int]:
+        """For a function with ``n`` > 0 pods of ``capacity`` req/s each, once the rate's
+        span is the full window: counts in the window below ``lo`` may scale in (the
+        first step's test; the cooldown is checked later), above ``hi`` or counts in the
+        last period above the third value scale out (``target_pods``' tests, monotone in
+        the count). Without pods: never (the queue decides)."""
+        cfg = self.cfg
+        big = int(np.iinfo(np.int64).max)
+        if n == 0:
+            return 0, big, big
+        if n < cfg.min_pods or 0 < cfg.max_pods < n:
+            return 0, -1, -1
+
+        def quiet(span: float) -> Callable[[int], bool]:
+            return lambda k: not target_pods(n, k / span, capacity, cfg, False) > n
+
+        hi = period_hi = big  # at max_pods: never more
+        if not 0 < cfg.max_pods <= n:
+            guess = cfg.target_utilization * capacity * n
+            hi = last_true(quiet(cfg.window), guess * cfg.window)
+            period_hi = last_true(quiet(cfg.period), guess * cfg.period)
+        lo = 0
+        if n > cfg.min_pods:
+            limit = cfg.scale_in_utilization * capacity * (n - 1) - EPS
+            lo = last_true(lambda k: k / cfg.window < limit, limit * cfg.window) + 1
+        return lo, hi, period_hi
+
+    # ---- actions --------------------------------------------------------------------------
+    def _act(self, now: float, view: ClusterView, plan: list[tuple[int, int, int]]) -> list[Action]:
+        """The actions for ``plan`` (function, pods now, pods wanted), in function order:
+        new pods while the GPUs' rows have room, removals in the kit's deletion order
+        (by pods per GPU, to free whole GPUs); an idle function (0 wanted) loses all."""
+        cfg = self.cfg
+        fns = view.functions()
+        wanted = sum(want - n for _, n, want in plan if want > n)
+        slots = 0
+        if wanted:
+            # the exact count matters only when the empty GPUs cannot take them all
+            slots = int((view.gpu_pod_counts() == 0).sum()) * slots_per_gpu(cfg.quota)
+            if slots < wanted:
+                slots = free_slots(view.gpus(), cfg.quota)
+        per_gpu: dict[int, int] | None = None
+        actions: list[Action] = []
+        for i, n, want in plan:
+            if want > n:
+                if slots <= 0:
+                    continue
+                add = min(want - n, slots)
+                slots -= add
+                actions.extend(
+                    CreatePod(fns[i].name, 100.0, cfg.quota, self.batch) for _ in range(add)
+                )
+            else:
+                pods = live(view.pods_of(i))
+                if want == 0:  # idle: all pods go, in id order
+                    self._arrived_at_zero[i] = view.arrivals(fns[i].name, -1.0, now)
+                else:
+                    if per_gpu is None:
+                        per_gpu = pods_per_gpu(view.pods())
+                    pods = deletion_order(pods, per_gpu)[: n - want]
+                actions.extend(DeletePod(p.id) for p in pods)
+            self._last_scale[i] = now
         return actions
 
 

@@ -209,3 +209,69 @@ class RectPacker:
         self.bins[gid].add(box)
         self.mem_free[gid] -= mem_mb
         return gid, box
+
+
+class RectBins:
+    """FaST-GShare's bins kept from one decision to the next (SYSTEMS.md 3 rebuilds the
+    packing from the running pods at each decision): a GPU's bin is rebuilt from its
+    boxes only when they differ from the boxes it was last built or placed with, so a
+    decision costs what changed, with the same bins as a rebuild of every GPU. The GPUs
+    are read from the view's arrays (``gpu_pod_counts``, ``gpu_rects``,
+    ``gpu_mem_free_mb``), not from ``gpus()``."""
+
+    def __init__(self) -> None:
+        # GPU id -> (its boxes in placement order, the bin holding exactly those)
+        self.cache: dict[int, tuple[tuple[Box, ...], MaxRectsBin]] = {}
+
+    def packer(self, view: ClusterView) -> RectPacker:
+        """A ``RectPacker`` over the view's GPUs now (read on its first placement)."""
+        return _CachedRectPacker(view, self.cache)
+
+
+class _CachedRectPacker(RectPacker):
+    """A ``RectPacker`` whose bins come from (and go back to) a ``RectBins`` cache."""
+
+    def __init__(self, view: ClusterView, cache: dict[int, tuple[tuple[Box, ...], MaxRectsBin]]):
+        super().__init__([])
+        self._view = view
+        self._cache = cache
+
+    def _build(self) -> None:
+        view, cache = self._view, self._cache
+        self._built = True
+        counts = view.gpu_pod_counts()
+        used = np.flatnonzero(counts > 0)
+        self.bins = {}
+        for gid, boxes in zip(used.tolist(), view.gpu_rects(used), strict=True):
+            if not boxes:
+                continue  # row-placed pods: not ours to share
+            hit = cache.get(gid)
+            if hit is None or hit[0] != boxes:
+                hit = cache[gid] = (boxes, MaxRectsBin.from_boxes(AREA_W, AREA_H, boxes))
+            self.bins[gid] = hit[1]
+        self.unused = np.flatnonzero(counts == 0).tolist()
+        self.mem_free = _FreeMemory(view)  # an unused GPU's is read when it is looked at
+        ids = list(self.bins)
+        mem = view.gpu_mem_free_mb(np.array(ids, dtype=np.int64)).tolist()
+        self.mem_free.update(zip(ids, mem, strict=True))
+
+    def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
+        spot = super().place(w, h, mem_mb)
+        if spot is not None:
+            gid, box = spot
+            hit = self._cache.get(gid)
+            boxes = hit[0] if hit is not None and hit[1] is self.bins[gid] else ()
+            self._cache[gid] = ((*boxes, box), self.bins[gid])
+        return spot
+
+
+class _FreeMemory(dict[int, float]):
+    """Free memory (MB) per GPU id, read from the view on first use."""
+
+    def __init__(self, view: ClusterView) -> None:
+        super().__init__()
+        self._view = view
+
+    def __missing__(self, gid: int) -> float:
+        mem = self[gid] = float(self._view.gpu_mem_free_mb(np.array([gid]))[0])
+        return mem

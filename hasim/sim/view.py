@@ -232,3 +232,11 @@ class SimulationView:
                 info = infos[i] = gpu_info(gpus[i]) if self._gpus is None else self._gpus[i]
             out.append(info)
         return out
+
+    def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
+        gpus = self._sim.gpus
+        return [tuple(b for _, b in gpus[i].rects.values()) for i in np.asarray(ids).tolist()]
+
+    def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
+        gpus = self._sim.gpus
+        return np.array([gpus[i].mem_free_mb for i in np.asarray(ids).tolist()], dtype=float)
