@@ -68,6 +68,21 @@ class Server:
     free_at: float
     table: list[float]  # mean GPU latency (s) by batch size; index 0 unused
     last_n: int = 0  # size of the batch that ends at free_at
+    # slot contention (FunctionQueue.slot_wait): the pod's GPU, how many pods of its SM
+    # size the GPU runs at once (floor(100 / SM %)), its token (quota x window, s)
+    slot: tuple[int, int, float] | None = None
+
+
+def slot_wait_s(busy: int, slots: int, token_s: float) -> float:
+    """The mean wait (s) of a batch for an SM slot in its last token window when
+    ``busy`` pods of one SM size (itself included) want the GPU and it runs ``slots`` at
+    once: the scheduler serves them ``slots`` at a time, each for its token
+    (``token_s``), in no fixed order, so a pod of rank r starts floor(r / slots) tokens
+    into the window; the mean over the ranks 0 .. busy - 1."""
+    if busy <= slots:
+        return 0.0
+    waits = sum(r // slots for r in range(busy))
+    return token_s * waits / busy
 
 
 @dataclass
@@ -126,6 +141,7 @@ class FunctionQueue:
         # batch's ``_start`` may lower it (a closed-loop client's event comes first)
         self._limit = math.inf
         self._rr = 0  # batches routed while stale endpoints exist (round-robin counter)
+        self._slots_full = False  # some GPU holds more of its pods than it runs at once
         # leave times (leave_times): materialised batches / drops, the first request
         # that had not left by the last query, the longest sojourn seen (s)
         self._leave: np.ndarray | None = None
@@ -153,9 +169,29 @@ class FunctionQueue:
         return self.delay if self._delays is None else self._delays[idx]
 
     # ---- control-plane hooks -------------------------------------------------
-    def add_server(self, pod_id: int, now: float, table: list[float]) -> None:
-        self.servers.append(Server(pod_id, now, table))
+    def add_server(
+        self,
+        pod_id: int,
+        now: float,
+        table: list[float],
+        slot: tuple[int, int, float] | None = None,
+    ) -> None:
+        """A pod is ready at ``now`` (s) with latencies ``table``; ``slot``: (GPU id, pods
+        of its SM size the GPU runs at once, token s) for the slot wait."""
+        self.servers.append(Server(pod_id, now, table, slot=slot))
         self.servers.sort(key=lambda s: s.pod_id)
+        self._update_slots()
+
+    def _update_slots(self) -> None:
+        """Whether a batch can wait for a slot: some GPU holds more of this function's
+        ready pods than it runs at once."""
+        per_gpu: dict[int, int] = {}
+        self._slots_full = False
+        for s in self.servers:
+            if s.slot is not None:
+                n = per_gpu[s.slot[0]] = per_gpu.get(s.slot[0], 0) + 1
+                if n > s.slot[1]:
+                    self._slots_full = True
 
     def remove_server(self, pod_id: int) -> float:
         """Stop giving batches to a pod; returns when its running batch ends (s)."""
@@ -163,6 +199,7 @@ class FunctionQueue:
             if s.pod_id == pod_id:
                 del self.servers[i]
                 self.draining.append(s)
+                self._update_slots()
                 return s.free_at
         raise KeyError(pod_id)
 
@@ -175,10 +212,15 @@ class FunctionQueue:
         """End of a run, after the last ``advance`` and ``expire`` (a hook for kernel
         mode, whose unfinished batches have no end yet)."""
 
-    def set_table(self, pod_id: int, table: list[float]) -> None:
+    def set_table(
+        self, pod_id: int, table: list[float], slot: tuple[int, int, float] | None = None
+    ) -> None:
+        """A quota change: the pod's latencies (and its slot's token) from now on."""
         for s in self.servers:
             if s.pod_id == pod_id:
                 s.table = table
+                if slot is not None:
+                    s.slot = slot
                 return
         raise KeyError(pod_id)
 
@@ -333,6 +375,7 @@ class FunctionQueue:
             self.fast_paths
             and len(servers) == 1
             and not self.stale
+            and not self._slots_full
             and not self.event_driven
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
@@ -509,6 +552,8 @@ class FunctionQueue:
                 noise, ni = self._noise, 0
             gpu_s = srv.table[nb] * noise[ni]
             ni += 1
+            if self._slots_full and srv.slot is not None:
+                gpu_s += self._slot_wait(srv, start)
             if event_driven:  # the batch's end comes from its GPU's scheduler later
                 self.head = k
                 self._noise_i = ni
@@ -538,6 +583,19 @@ class FunctionQueue:
     def _wake(self, t: float) -> None:
         """Event-driven mode: call ``advance(t)`` at simulated time ``t`` (s)."""
         raise NotImplementedError
+
+    def _slot_wait(self, srv: Server, start: float) -> float:
+        """Slot contention in batch mode (``slot_wait_s``): the pods of this function on
+        ``srv``'s GPU busy at ``start`` (s), ``srv`` included, against the pods of its SM
+        size the GPU runs at once. Pods of other functions on the GPU are not counted
+        (kernel mode schedules them all)."""
+        gpu, slots, token = srv.slot  # type: ignore[misc]
+        busy = 1 + sum(
+            1
+            for s in self.servers
+            if s is not srv and s.slot is not None and s.slot[0] == gpu and s.free_at > start
+        )
+        return slot_wait_s(busy, slots, token)
 
     def add_stale(self, until: float) -> None:
         """A removed pod stays a routing target until ``until`` (s)."""

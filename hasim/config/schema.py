@@ -139,6 +139,13 @@ class SimConfig:
     literal reading of SYSTEMS.md section 1. Launch gating matches the measurements better:
     RaPP V100 quota curves 27.3 vs 37.4 % MAPE (benchmarks/kernel_quota_mape.py; only it
     reproduces the flat quota curve of small SM partitions), HAS-GPU validation runs.
+    contention: batch mode: a batch whose function has more pods busy on its GPU than the
+    GPU runs at once (floor(100 / SM %) pods of that SM size hold tokens together) waits
+    for a slot in its last token window: the mean of floor(rank / slots) tokens over
+    the busy pods' ranks (``hasim.cluster.gateway.slot_wait_s``). Legal layouts never hold
+    more quota than the slots serve in a window, so only this within-window wait remains
+    (time sharing's SM-100 % slices wait for each other; 26 SM-30 % pods wait for the
+    three slots). Pods of other functions are not counted; kernel mode schedules all.
     """
 
     drain: float = 60.0
@@ -153,6 +160,7 @@ class SimConfig:
     kernel_model: str = "operators"
     kernels_per_inference: int = 50
     launch_gated: bool = True
+    contention: bool = True
 
 
 @dataclass

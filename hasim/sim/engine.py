@@ -334,7 +334,16 @@ class Simulation:
             self.backend.register(pod.id, pod.gpu_id, pod.model, pod.sm_pct, pod.quota)
             q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, 1.0, pod.batch))
             return
-        q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, pod.quota, pod.batch))
+        table = self.table(pod.model, pod.sm_pct, pod.quota, pod.batch)
+        q.add_server(pod.id, self.env.now, table, self._slot(pod))
+
+    def _slot(self, pod: Pod) -> tuple[int, int, float] | None:
+        """Batch-mode slot contention of ``pod`` (sim.contention): its GPU, how many pods of
+        its SM size the GPU runs at once, its token (quota x window, s)."""
+        if not self.scfg.contention or pod.exclusive:
+            return None
+        slots = int(math.floor(100.0 / pod.sm_pct + 1e-9))
+        return (pod.gpu_id, slots, pod.quota * self.scfg.token_window_s)
 
     def _update(self, a: UpdateQuota) -> None:
         pod = self.pods.get(a.pod)
@@ -362,7 +371,8 @@ class Simulation:
             if self.backend is not None:
                 self.backend.set_quota(pod.id, quota)
             else:
-                q.set_table(pod.id, self.table(pod.model, pod.sm_pct, quota, pod.batch))
+                table = self.table(pod.model, pod.sm_pct, quota, pod.batch)
+                q.set_table(pod.id, table, self._slot(pod))
         self._check()
 
     def _delete(self, a: DeletePod) -> None:
