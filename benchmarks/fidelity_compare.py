@@ -4,8 +4,10 @@
     python benchmarks/fidelity_compare.py [--experiments rps/has_resnet,...] [--out t.csv]
 
 Runs every ``conf/experiment/rps/*`` preset (HAS-GPU's validation workload, 2,690
-requests in 250 s) three times: ``sim.fidelity=batch`` (a batch's latency from the perf
-table at the pod's SM and quota), ``sim.fidelity=kernel`` with ``sim.launch_gated=false``
+requests in 250 s) four times: ``sim.fidelity=batch`` without and with slot contention
+(``sim.contention``; a batch's latency from the perf table at the pod's SM and quota,
+plus the wait for an SM slot when more of the function's pods are busy on the GPU than it
+runs at once), ``sim.fidelity=kernel`` with ``sim.launch_gated=false``
 (the quota-1 latency split into kernels run synchronously under the GPU's token
 scheduler) and kernel mode with ``sim.launch_gated=true`` (the default: the token gates
 the launches); prints mean and p95 latency (s), GPU share, wall time and the kernel/batch
@@ -25,6 +27,7 @@ import pandas as pd
 import hasim
 
 MODES = {
+    "batch_no_contention": ["sim.fidelity=batch", "sim.contention=false"],
     "batch": ["sim.fidelity=batch"],
     "kernel": ["sim.fidelity=kernel", "sim.launch_gated=false"],
     "kernel_gated": ["sim.fidelity=kernel", "sim.launch_gated=true"],
