@@ -88,9 +88,9 @@ def test_loss_is_zero_inside_the_widened_range_and_grows_outside():
     terms = fit.group_terms(table, {})
     assert terms["met"].all() and len(terms) == 3
     inside = fit.loss(table, {})
-    assert inside == pytest.approx(3 * fit.LAMBDA * math.log(1.4 / math.sqrt(2.0)) ** 2)
+    assert inside == pytest.approx(3 * fit.LAMBDA * abs(math.log(1.4 / math.sqrt(2.0))))
     far = table.assign(**{f"sim_{m}": [4.0, 4.0] for m in fit.METRICS})
-    assert fit.loss(far, {}) > inside + 3 * math.log(4.0 / 2.3) ** 2 - 1e-9
+    assert fit.loss(far, {}) > inside + 3 * math.log(4.0 / 2.3) - 1e-9
     # an excluded metric does not count
     assert (
         len(
@@ -116,7 +116,7 @@ def test_params_scale_both_ways_and_overrides_per_system():
 
 def test_fit_recovers_a_known_overhead_from_synthetic_runs(tmp_path):
     workload = stage_file(tmp_path)
-    truth = {"overhead_s": 0.11}
+    truth = {"overhead_s": 0.098}
     results = synthetic_runs(tmp_path, workload, truth)
     chosen = [p for p in fit.PARAMS if p.name == "overhead_s"]
 
@@ -126,8 +126,8 @@ def test_fit_recovers_a_known_overhead_from_synthetic_runs(tmp_path):
         )
 
     res = fit.fit(replay, {}, chosen, max_evals=25)
-    assert res.start_loss > 0.01 and res.loss < res.start_loss / 10
-    assert res.values["overhead_s"] == pytest.approx(0.11, rel=0.05)
+    assert res.start_loss > 0.01 and res.loss < res.start_loss / 5
+    assert res.values["overhead_s"] == pytest.approx(0.098, rel=0.05)
     # leave-one-run-out: either run alone pins the same overhead
     assert len(res.loro) == 2 and np.abs(res.loro["err_latency_mean_s"]).max() < 0.05
     out = fit.write_calibration(
