@@ -18,8 +18,9 @@ from hasim.autoscale.kpa import (
     KPAConfig,
     KPADecider,
     KPADeciders,
-    actuate,
     build,
+    create_pods,
+    delete_pods,
 )
 from hasim.cluster.pod import PodState
 from hasim.config.schema import ClusterConfig, ColdStartConfig, DistConfig
@@ -238,16 +239,16 @@ def test_deletion_order_not_ready_then_newest():
         pod(3, "starting", 1.0),
     ]
     assert [p.id for p in deletion_order(pods)] == [2, 3, 1, 0]
-    acts = actuate("f", 1, [*pods, pod(4, "draining", 7.0)], free_gpus=3, batch=4)
+    acts = delete_pods([*pods, pod(4, "draining", 7.0)], 1)  # a draining pod is gone already
     assert acts == [DeletePod(2), DeletePod(3), DeletePod(1)]
+    assert delete_pods([pod(0, "starting", 0.0)], 1) == []
 
 
-def test_actuate_creates_whole_gpus_up_to_the_free_ones():
-    acts = actuate("f", 5, [pod(0, "ready", 0.0)], free_gpus=2, batch=4, warm=1)
+def test_new_pods_are_whole_gpus():
+    acts = create_pods("f", 2, batch=4, warm=1)
     assert len(acts) == 2
     assert all(a.exclusive and a.sm_pct == 100.0 and a.quota == 1.0 for a in acts)
     assert [a.warm for a in acts] == [True, False]
-    assert actuate("f", 1, [pod(0, "starting", 0.0)], free_gpus=2, batch=4) == []
 
 
 # ---- many functions at once -------------------------------------------------------------

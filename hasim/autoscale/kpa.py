@@ -24,10 +24,11 @@ only for the functions whose replica count changes):
    the panic ratchet, the scale-to-zero clock). No simulation inside: Knative's
    scenario tests are transcribed against it (tests/test_autoscale_kpa.py, through
    ``KPADecider``, the same decision for one function).
-3. **Actuation** (``actuate``), only where the decision differs from the live pods: the
-   Deployment's replica count follows the decision: new pods are whole GPUs
-   (``CreatePod(exclusive=True)``); surplus pods are deleted in the kit's deletion
-   order (not-yet-ready ones first, then the newest ready ones); deleted pods drain.
+3. **Actuation** (``create_pods``, ``delete_pods``), only where the decision differs from
+   the live pods: the Deployment's replica count follows the decision: new pods are
+   whole GPUs (``CreatePod(exclusive=True)``); surplus pods are deleted in the kit's
+   deletion order (not-yet-ready ones first, then the newest ready ones); deleted pods
+   drain.
 
 The decision (knative/serving pkg/autoscaler/scaling/autoscaler.go, our own code):
 
@@ -498,21 +499,17 @@ def collect(
 # ---- actuation ----------------------------------------------------------------------------
 
 
-def actuate(
-    function: str, desired: int, pods: list[PodInfo], free_gpus: int, batch: int, warm: int = 0
-) -> list[Action]:
-    """Actions that move ``function``'s live (ready or starting) ``pods`` to ``desired``:
-    whole-GPU pods to create (at most ``free_gpus``; the first ``warm`` of them without
-    a cold start) or pods to delete (the kit's ``deletion_order``)."""
+def create_pods(function: str, n: int, batch: int, warm: int = 0) -> list[Action]:
+    """``n`` whole-GPU pods for ``function``, the first ``warm`` of them without a cold
+    start."""
+    return [CreatePod(function, 100.0, 1.0, batch, exclusive=True, warm=i < warm) for i in range(n)]
+
+
+def delete_pods(pods: list[PodInfo], desired: int) -> list[Action]:
+    """Delete the live (ready or starting) ``pods`` beyond ``desired``, in the kit's
+    ``deletion_order``."""
     serving = live(pods)
-    if desired > len(serving):
-        n = min(desired - len(serving), max(0, free_gpus))
-        return [
-            CreatePod(function, 100.0, 1.0, batch, exclusive=True, warm=i < warm) for i in range(n)
-        ]
-    if desired < len(serving):
-        return [DeletePod(p.id) for p in deletion_order(serving)[: len(serving) - desired]]
-    return []
+    return [DeletePod(p.id) for p in deletion_order(serving)[: len(serving) - desired]]
 
 
 # ---- the autoscaler ---------------------------------------------------------------------
@@ -687,25 +684,30 @@ class KPAAutoscaler:
             desired = self.deciders.decide(fns, now, stable, panic, pods_in, serving[fns])
             act = desired != serving[fns]
             actions.extend((int(i), int(d), 0) for i, d in zip(fns[act], desired[act], strict=True))
-        return self._actuate(view, sorted(actions), serving)
+        return self._actuate(view, sorted(actions), serving) if actions else []
 
     def _actuate(
         self, view: ClusterView, todo: list[tuple[int, int, int]], serving: np.ndarray
     ) -> list[Action]:
-        """The actions for ``todo`` ((function, desired, warm) by function index), new
-        pods capped by the GPUs without any pod."""
-        if not todo:
-            return []
+        """The actions for ``todo`` ((function, desired, warm) by function index): new
+        pods up to the GPUs without any pod, or deletions."""
         grow = sum(max(0, d - int(serving[i])) for i, d, _ in todo)
-        # every pod holds at most one GPU: at least this many GPUs hold no pod
-        free = self._n_gpus - int(sum(view.pod_counts(s).sum() for s in POD_STATES))
-        if grow > free:  # the cap may bind: count the GPUs without a pod
-            free = self._n_gpus - len({p.gpu for p in view.pods() if p.gpu is not None})
+        if not grow:
+            free = 0
+        else:
+            # every pod holds at most one GPU: at least this many GPUs hold no pod
+            free = self._n_gpus - int(sum(view.pod_counts(s).sum() for s in POD_STATES))
+            if grow > free:  # the cap may bind: count the GPUs without a pod
+                free = self._n_gpus - len({p.gpu for p in view.pods() if p.gpu is not None})
         out: list[Action] = []
         for i, desired, warm in todo:
-            acts = actuate(self._names[i], desired, view.pods_of(i), free, self.batch, warm)
-            free -= sum(1 for a in acts if isinstance(a, CreatePod))
-            out.extend(acts)
+            have = int(serving[i])
+            if desired > have:
+                n = min(desired - have, max(0, free))
+                free -= n
+                out.extend(create_pods(self._names[i], n, self.batch, warm))
+            else:
+                out.extend(delete_pods(view.pods_of(i), desired))
         return out
 
 
