@@ -76,6 +76,7 @@ many new pods as there are unused GPUs and retries at the next tick.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -404,14 +405,13 @@ class ConcurrencyWindows:
         """Drop buckets that ended a stable window ago or more (oldest first)."""
         b = self.buckets
         old = now - self.keep + EPS
-        drop = fns[b.front(fns, "t1") <= old]  # each of fns holds a bucket
+        drop = popped = fns[b.front(fns, "t1") <= old]  # each of fns holds a bucket
         while drop.size:
             self.total[drop] -= b.front(drop, "rs")
             b.pop(drop)
-            gone = b.count[drop] == 0
-            self.total[drop[gone]] = 0.0
-            drop = drop[~gone]
+            drop = drop[b.count[drop] > 0]
             drop = drop[b.front(drop, "t1") <= old]
+        self.total[popped[b.count[popped] == 0]] = 0.0
 
     def _note_end(self, now: float) -> None:
         ends = self._ends
@@ -426,6 +426,8 @@ class ConcurrencyWindows:
         b = self.buckets
         t0 = np.maximum(self.origin[fns], now - window)
         valid = (now > t0) & (b.count[fns] > 0)
+        if not valid.any():
+            return np.zeros(fns.size)
         if window >= self.keep - EPS:
             rs = self.total[fns]
             b0 = b.front(fns, "t0")
@@ -439,7 +441,7 @@ class ConcurrencyWindows:
         out = np.zeros(fns.size)
         on = np.flatnonzero(valid & (self._busy_end[fns] > t0))
         if on.size:
-            k = sum(1 for t in self._ends if t > now - window)
+            k = len(self._ends) - bisect_right(self._ends, now - window)
             at, exists = b.newest(fns[on], max(1, min(k, b.capacity)))
             b0, b1, brs = b.take("t0", at), b.take("t1", at), b.take("rs", at)
             w0 = t0[on][:, None]
@@ -545,8 +547,10 @@ class KPAAutoscaler:
         self._n_gpus = len(view.gpus())
         self.deciders = KPADeciders(cfg, n)
         self.windows = ConcurrencyWindows(n, cfg.stable_window)
-        self._decided = np.zeros(n, dtype=bool)  # has a decider
         self._eligible = view.workload_arrivals() > 0 if cfg.active_only else np.ones(n, dtype=bool)
+        self._active = np.flatnonzero(self._eligible)  # the functions decided at ticks
+        self._decided = np.zeros(n, dtype=bool)  # has a decider
+        self._undecided = self._active.size  # eligible functions without a decider
         self._arrived = np.zeros(n, dtype=np.int64)  # arrivals up to the previous call
         self._previous = -math.inf  # s: the previous call
         # at zero and found idle (nothing queued or in flight) when ``_idle_arrived``
@@ -635,15 +639,15 @@ class KPAAutoscaler:
         starting, ready = view.pod_counts("starting"), view.pod_counts("ready")
         serving = starting + ready
         if view.cause is Call.TICK:
-            todo = self._eligible.copy()
+            fns = self._active
         else:  # a wake serves functions at zero that just got traffic
-            todo = self._eligible & (serving == 0) & (fresh > 0)
-        new = np.flatnonzero(todo & ~self._decided)
-        if new.size:
+            fns = np.flatnonzero((fresh > 0) & (serving == 0) & self._eligible)
+        if self._undecided:
+            new = fns[~self._decided[fns]]
+            self._undecided -= new.size
             self._decided[new] = True
             self.deciders.start(new, now, ready[new])
             self.windows.restart(new, now, counts)
-        fns = np.flatnonzero(todo)
         if cfg.min_pods == 0:
             zero = (serving[fns] == 0) & ~self.deciders.in_panic(fns)
             if zero.any():
