@@ -16,6 +16,8 @@ Shared here:
 * ``deletion_order``: which pods go first when a function scales in.
 * ``ModelTable``: per-model values (a capacity, a memory footprint) spread over the
   functions, for vectorised decisions.
+* ``Rings``: one FIFO of records per function over arrays, for sliding windows kept for
+  all functions at once (Knative's metric buckets).
 """
 
 from __future__ import annotations
