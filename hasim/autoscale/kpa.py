@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -379,7 +380,7 @@ class ConcurrencyWindows:
             return
         last = self.last[fns]
         rs = np.zeros(fns.size)
-        ask = np.flatnonzero(np.isnan(self.quiet[fns]) | (counts[fns] != self._arrived_quiet[fns]))
+        ask = (np.isnan(self.quiet[fns]) | (counts[fns] != self._arrived_quiet[fns])).nonzero()[0]
         if ask.size:
             starts = last[ask]
             for t0 in np.unique(starts).tolist() if starts.min() < starts.max() else [starts[0]]:
@@ -426,20 +427,20 @@ class ConcurrencyWindows:
         b = self.buckets
         t0 = np.maximum(self.origin[fns], now - window)
         valid = (now > t0) & (b.count[fns] > 0)
-        if not valid.any():
+        if not np.count_nonzero(valid):
             return np.zeros(fns.size)
         if window >= self.keep - EPS:
             rs = self.total[fns]
             b0 = b.front(fns, "t0")
-            cut = np.flatnonzero(valid & (b0 < t0))
+            cut = (valid & (b0 < t0)).nonzero()[0]
             if cut.size:
                 f, c0 = fns[cut], b0[cut]
                 rs[cut] -= b.front(f, "rs") * (t0[cut] - c0) / (b.front(f, "t1") - c0)
-            return np.divide(np.maximum(0.0, rs), now - t0, out=np.zeros(fns.size), where=valid)
+            return np.where(valid, np.maximum(0.0, rs) / np.where(valid, now - t0, 1.0), 0.0)
         # newest bucket first, each in the window counted whole or pro rata; functions
         # with no request in a bucket that ends inside the window average 0 exactly
         out = np.zeros(fns.size)
-        on = np.flatnonzero(valid & (self._busy_end[fns] > t0))
+        on = (valid & (self._busy_end[fns] > t0)).nonzero()[0]
         if on.size:
             k = len(self._ends) - bisect_right(self._ends, now - window)
             at, exists = b.newest(fns[on], max(1, min(k, b.capacity)))
@@ -447,7 +448,7 @@ class ConcurrencyWindows:
             w0 = t0[on][:, None]
             inside = exists & (b1 > w0)
             cut = inside & (b0 < w0)
-            part = np.divide(brs * (b1 - w0), b1 - b0, out=np.zeros_like(brs), where=cut)
+            part = brs * (b1 - w0) / np.where(cut, b1 - b0, 1.0)
             terms = np.where(cut, part, np.where(inside, brs, 0.0))
             rs = terms[:, 0]
             for j in range(1, terms.shape[1]):
@@ -490,7 +491,7 @@ def collect(
                 c[sel] = np.minimum(c[sel], rate * per_rps[sel])
         out.append(c)
     stable, panic = out
-    if at_zero.any():
+    if np.count_nonzero(at_zero):
         z = fns[at_zero]
         waiting = (view.queued_counts(z) + view.in_flight_counts(z)).astype(float)
         stable[at_zero] = np.maximum(stable[at_zero], waiting)
@@ -561,7 +562,7 @@ class KPAAutoscaler:
         self._per_rps = ModelTable(self._startup_concurrency(view))
         self._first = True
 
-    def _startup_concurrency(self, view: ClusterView):
+    def _startup_concurrency(self, view: ClusterView) -> Callable[[str], float]:
         """Concurrency per req/s of arrivals (s) under the startup cap, by model: a pod
         serves mu = batch / (L(model, batch, 100 %, 1) + overhead) req/s, and the cap is
         target / (target_utilization x mu)."""
@@ -629,6 +630,9 @@ class KPAAutoscaler:
         return known
 
     def decide(self, now: float, view: ClusterView) -> list[Action]:
+        """At a tick every eligible function, at a wake those without live pods that got
+        a request since the previous call: collect, decide, act where the count changes
+        (module docstring)."""
         cfg = self.cfg
         if self._n < 0:
             self._setup(view)
@@ -641,7 +645,7 @@ class KPAAutoscaler:
         if view.cause is Call.TICK:
             fns = self._active
         else:  # a wake serves functions at zero that just got traffic
-            fns = np.flatnonzero((fresh > 0) & (serving == 0) & self._eligible)
+            fns = ((fresh > 0) & (serving == 0) & self._eligible).nonzero()[0]
         if self._undecided:
             new = fns[~self._decided[fns]]
             self._undecided -= new.size
@@ -650,7 +654,7 @@ class KPAAutoscaler:
             self.windows.restart(new, now, counts)
         if cfg.min_pods == 0:
             zero = (serving[fns] == 0) & ~self.deciders.in_panic(fns)
-            if zero.any():
+            if np.count_nonzero(zero):
                 z = fns[zero]
                 idle = self._idle_at_zero(view, z, view.pod_counts("draining"), counts)
                 busy = z[~idle]
@@ -678,7 +682,7 @@ class KPAAutoscaler:
         per_rps = self._startup_cap(view, fns, starting, serving, now, counts)
         # a history that restarts now has no data yet: no change (Knative)
         fresh_history = (serving[fns] > 0) & (self.windows.origin[fns] >= now)
-        if fresh_history.any():
+        if np.count_nonzero(fresh_history):
             fns = fns[~fresh_history]
             per_rps = None if per_rps is None else per_rps[~fresh_history]
         if fns.size:
