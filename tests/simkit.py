@@ -49,10 +49,19 @@ def poisson_workload(rates: dict[str, float], duration: float, seed: int) -> Wor
 
 
 def simulate(
-    workload: Workload, autoscaler, *, latency=None, seed: int = 0, drain: float = 100.0, **cluster
+    workload: Workload,
+    autoscaler,
+    *,
+    latency=None,
+    seed: int = 0,
+    drain: float = 100.0,
+    contention: bool = True,
+    **cluster,
 ) -> tuple:
+    """Run ``workload`` under ``autoscaler`` (no cold starts, no timeout unless given;
+    ``cluster``: ClusterConfig fields; ``contention``: sim.contention)."""
     cc = ClusterConfig(**{"cold_start": no_cold_start(), "timeout": None, **cluster})
-    scfg = SimConfig(progress=False, check_invariants=True, drain=drain)
+    scfg = SimConfig(progress=False, check_invariants=True, drain=drain, contention=contention)
     sim = Simulation(workload, latency or StubLatency(0.05), autoscaler, cc, scfg, seed).run()
     req = metrics.requests_frame(sim, metrics.slos(sim))
     return sim, req

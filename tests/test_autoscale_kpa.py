@@ -1,5 +1,6 @@
-"""KServe/Knative Pod Autoscaler: Knative's decider scenarios on the pure decider, then
-whole-GPU scaling in the simulation."""
+"""KServe/Knative Pod Autoscaler: Knative's decider scenarios on the pure decider, the
+decision over arrays for many functions at once, the metric buckets and the autoscaler's
+decisions on tests.fakes.FakeCluster, then whole-GPU scaling in the simulation."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from hasim.autoscale.base import DeletePod, PodInfo
+from hasim.autoscale.base import Call, CreatePod, DeletePod, PodInfo
+from hasim.autoscale.kit import Rings, deletion_order
 from hasim.autoscale.kpa import (
-    ConcurrencyHistory,
+    ConcurrencyWindows,
     KPAAutoscaler,
     KPAConfig,
     KPADecider,
-    actuate,
+    KPADeciders,
     build,
-    deletion_order,
+    create_pods,
+    delete_pods,
 )
+from hasim.cluster.pod import PodState
 from hasim.config.schema import ClusterConfig, ColdStartConfig, DistConfig
 from hasim.config.typed import to_typed
 from hasim.errors import InputError
 from hasim.sim import metrics
 from hasim.workload.base import FunctionSpec, Workload
+from tests.fakes import FakeCluster
 from tests.simkit import StubLatency, poisson_workload, simulate
 
 TICK = 2.0
@@ -234,72 +239,175 @@ def test_deletion_order_not_ready_then_newest():
         pod(3, "starting", 1.0),
     ]
     assert [p.id for p in deletion_order(pods)] == [2, 3, 1, 0]
-    acts = actuate("f", 1, [*pods, pod(4, "draining", 7.0)], free_gpus=3, batch=4)
+    acts = delete_pods([*pods, pod(4, "draining", 7.0)], 1)  # a draining pod is gone already
     assert acts == [DeletePod(2), DeletePod(3), DeletePod(1)]
+    assert delete_pods([pod(0, "starting", 0.0)], 1) == []
 
 
-def test_actuate_creates_whole_gpus_up_to_the_free_ones():
-    acts = actuate("f", 5, [pod(0, "ready", 0.0)], free_gpus=2, batch=4, warm=1)
+def test_new_pods_are_whole_gpus():
+    acts = create_pods("f", 2, batch=4, warm=1)
     assert len(acts) == 2
     assert all(a.exclusive and a.sm_pct == 100.0 and a.quota == 1.0 for a in acts)
     assert [a.warm for a in acts] == [True, False]
-    assert actuate("f", 1, [pod(0, "starting", 0.0)], free_gpus=2, batch=4) == []
+
+
+# ---- many functions at once -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"scale_down_delay": 7.0}, {"min_scale": 1, "max_scale": 4}, {"activation_scale": 2}],
+)
+def test_deciders_for_many_functions_equal_one_at_a_time(kw):
+    """KPADeciders deciding a random subset of 40 functions per step (random
+    concurrencies and pods) gives each function what its own KPADecider gives."""
+    rng = np.random.default_rng(7)
+    n = 40
+    cfg = KPAConfig(target=1.0, **kw)
+    ready0 = rng.integers(0, 4, n)
+    many = KPADeciders(cfg, n)
+    many.start(np.arange(n), 0.0, ready0)
+    one = [KPADecider(cfg, 0.0, int(r)) for r in ready0]
+    for step in range(1, 120):
+        now = 2.0 * step + (0.5 if step % 7 == 0 else 0.0)
+        fns = np.flatnonzero(rng.random(n) < 0.7)
+        scale = rng.choice([0.0, 0.5, 5.0, 40.0], fns.size)
+        stable = rng.random(fns.size) * scale
+        panic = rng.random(fns.size) * scale * 2.0
+        ready = rng.integers(0, 30, fns.size)
+        current = ready + rng.integers(0, 3, fns.size) * (rng.random(fns.size) < 0.8)
+        got = many.decide(fns, now, stable, panic, ready, current)
+        want = [
+            one[i].decide(now, float(s), float(p), int(r), int(c))
+            for i, s, p, r, c in zip(fns, stable, panic, ready, current, strict=True)
+        ]
+        assert got.tolist() == want
+        assert [d.in_panic for d in one] == many.in_panic(np.arange(n)).tolist()
+
+
+def test_rings_keep_each_fifo_in_order_while_growing():
+    r = Rings(3, ("v",), capacity=2)
+    want: list[list[float]] = [[], [], []]
+    rng = np.random.default_rng(1)
+    for step in range(60):
+        fns = np.flatnonzero(rng.random(3) < 0.6)
+        r.push(fns, v=float(step))
+        for i in fns:
+            want[i].append(float(step))
+        pop = np.array([i for i in range(3) if want[i] and rng.random() < 0.3], dtype=np.int64)
+        r.pop(pop)
+        for i in pop:
+            want[i].pop(0)
+        for i in range(3):
+            at, exists = r.newest(np.array([i]), 4)
+            got = r.take("v", at)[0][exists[0]].tolist()
+            assert got == want[i][::-1][:4]
+            if want[i]:
+                assert r.front(np.array([i]), "v")[0] == want[i][0]
+    assert r.capacity > 2
 
 
 # ---- collection ------------------------------------------------------------------------
 
-
-class StepView:
-    """A view whose concurrency is 3 requests on [10, 20) and 0 elsewhere; arrivals at
-    10 only. Counts its concurrency queries."""
-
-    def __init__(self) -> None:
-        self.queries = 0
-
-    def concurrency(self, function: str, t0: float, t1: float) -> float:
-        self.queries += 1
-        return 3.0 * max(0.0, min(t1, 20.0) - max(t0, 10.0)) / (t1 - t0)
-
-    def arrivals(self, function: str, t0: float, t1: float) -> int:
-        return int(t0 < 10.0 <= t1)
+ONE = np.zeros(1, dtype=np.int64)
 
 
-def test_history_buckets_give_exact_window_averages():
-    view, h = StepView(), ConcurrencyHistory(0.0, 60.0)
+def step_cluster(functions: int = 1, queries: list | None = None) -> FakeCluster:
+    """Function i: 3 requests in the system on [10 + i, 20 + i), 0 elsewhere; its one
+    arrival at 10 + i. ``queries`` collects (function, t0, t1) of every request-seconds
+    query."""
+
+    def conc(f: str, t0: float, t1: float) -> float:
+        if queries is not None:
+            queries.append((f, t0, t1))
+        start = 10.0 + int(f[1:])
+        return 3.0 * max(0.0, min(t1, start + 10.0) - max(t0, start)) / (t1 - t0)
+
+    names = [(f"f{i}", "resnet50") for i in range(functions)]
+    return FakeCluster(
+        functions=names, arrivals={f"f{i}": [10.0 + i] for i in range(functions)}, concurrency=conc
+    )
+
+
+def sample(w: ConcurrencyWindows, fc: FakeCluster, fns: np.ndarray, t: float) -> None:
+    fc.now = t
+    w.sample(fc, fns, t, fc.arrival_counts(-math.inf))
+
+
+def test_windows_give_exact_window_averages():
+    fc, w = step_cluster(), ConcurrencyWindows(1, 60.0)
+    w.restart(ONE, 0.0, fc.arrival_counts(-math.inf))
     for t in np.arange(2.0, 100.0, 2.0):
-        h.sample(view, "f", float(t))
-        for w in (6.0, 60.0):
-            t0 = max(0.0, t - w)
-            assert h.average(float(t), w) == pytest.approx(view.concurrency("f", t0, t), abs=1e-12)
+        sample(w, fc, ONE, float(t))
+        for win in (6.0, 60.0):
+            t0 = max(0.0, t - win)
+            want = fc.concurrency("f0", t0, float(t))
+            assert w.average(ONE, float(t), win)[0] == pytest.approx(want, abs=1e-12)
     # buckets older than the stable window are dropped
-    assert h.buckets[0][0] >= 100.0 - 2.0 - 60.0
+    assert w.buckets.front(ONE, "t0")[0] >= 100.0 - 2.0 - 60.0
     # a window start inside a bucket counts it pro rata
-    h2 = ConcurrencyHistory(0.0, 60.0)
-    h2.sample(view, "f", 12.0)  # 6 request-seconds over (0, 12]
-    assert h2.average(12.0, 6.0) == pytest.approx(6.0 * 6.0 / 12.0 / 6.0)
+    fc2, w2 = step_cluster(), ConcurrencyWindows(1, 60.0)
+    w2.restart(ONE, 0.0, fc2.arrival_counts(-math.inf))
+    sample(w2, fc2, ONE, 12.0)  # 6 request-seconds over (0, 12]
+    assert w2.average(ONE, 12.0, 6.0)[0] == pytest.approx(6.0 * 6.0 / 12.0 / 6.0)
 
 
-def test_idle_history_counts_the_idle_window_as_zero():
-    """ConcurrencyHistory.idle: the stable window before ``now`` held no request, and a
+def test_idle_windows_count_the_idle_window_as_zero():
+    """ConcurrencyWindows.idle: the stable window before ``now`` held no request, and a
     later window average is exact (the idle time is its own bucket, not spread over the
     first samples)."""
-    view, h = StepView(), ConcurrencyHistory.idle(8.0, 60.0)
-    assert h.average(8.0, 6.0) == 0.0
-    h.sample(view, "f", 12.0)  # 3 requests over [10, 12)
-    assert h.average(12.0, 6.0) == pytest.approx(3.0 * 2.0 / 6.0)
-    assert h.average(12.0, 60.0) == pytest.approx(3.0 * 2.0 / 60.0)
+    fc, w = step_cluster(), ConcurrencyWindows(1, 60.0)
+    fc.now = 8.0
+    counts = fc.arrival_counts(-math.inf)
+    w.idle(ONE, 8.0, counts, fc.arrival_counts(-math.inf, 8.0 - 60.0))
+    assert w.average(ONE, 8.0, 6.0)[0] == 0.0
+    sample(w, fc, ONE, 12.0)  # 3 requests over [10, 12)
+    assert w.average(ONE, 12.0, 6.0)[0] == pytest.approx(3.0 * 2.0 / 6.0)
+    assert w.average(ONE, 12.0, 60.0)[0] == pytest.approx(3.0 * 2.0 / 60.0)
 
 
-def test_history_skips_queries_while_quiet():
-    view, h = StepView(), ConcurrencyHistory(0.0, 60.0)
+def test_windows_skip_queries_while_quiet():
+    queries: list = []
+    fc, w = step_cluster(queries=queries), ConcurrencyWindows(1, 60.0)
+    w.restart(ONE, 0.0, fc.arrival_counts(-math.inf))
     for t in (2.0, 4.0, 6.0, 8.0):
-        h.sample(view, "f", t)
-    assert view.queries == 1  # the first bucket had no request and nothing arrived since
-    h.sample(view, "f", 12.0)  # the arrival at 10 forces a query
-    assert view.queries == 2 and h.average(12.0, 6.0) == pytest.approx(6.0 / 6.0)
+        sample(w, fc, ONE, t)
+    assert len(queries) == 1  # the first bucket had no request and nothing arrived since
+    sample(w, fc, ONE, 12.0)  # the arrival at 10 forces a query
+    assert len(queries) == 2 and w.average(ONE, 12.0, 6.0)[0] == pytest.approx(6.0 / 6.0)
 
 
-def test_history_matches_the_simulation_view():
+def test_windows_of_many_functions_equal_one_at_a_time():
+    """Functions sampled on their own schedules (ticks and wakes, restarts, more buckets
+    than the first ring capacity) keep the averages each would have alone."""
+    n, rng = 6, np.random.default_rng(3)
+    fc = step_cluster(n)
+    alone = [step_cluster(n) for _ in range(n)]
+    many = ConcurrencyWindows(n, 60.0)
+    many.restart(np.arange(n), 0.0, fc.arrival_counts(-math.inf))
+    single = [ConcurrencyWindows(n, 60.0) for _ in range(n)]
+    for i, s in enumerate(single):
+        s.restart(np.array([i]), 0.0, alone[i].arrival_counts(-math.inf))
+    t = 0.0
+    for _ in range(150):
+        t += float(rng.choice([2.0, 0.3, 0.7]))
+        fns = np.flatnonzero(rng.random(n) < 0.6)
+        sample(many, fc, fns, t)
+        restart = fns[rng.random(fns.size) < 0.02]
+        many.restart(restart, t, fc.arrival_counts(-math.inf))
+        for i in fns:
+            f = np.array([i])
+            sample(single[i], alone[i], f, t)
+            if i in restart:
+                single[i].restart(f, t, alone[i].arrival_counts(-math.inf))
+        for win in (6.0, 60.0):
+            got = many.average(fns, t, win)
+            want = [single[i].average(np.array([i]), t, win)[0] for i in fns]
+            assert got.tolist() == want
+    assert many.buckets.capacity > 8
+
+
+def test_windows_match_the_simulation_view():
     """In a simulation the buckets reproduce view.concurrency over both windows."""
     from hasim.autoscale.static import StaticAutoscaler, StaticConfig
 
@@ -310,18 +418,121 @@ def test_history_matches_the_simulation_view():
 
         def __init__(self) -> None:
             self.static = StaticAutoscaler(StaticConfig(pods=1), 4)
-            self.h = ConcurrencyHistory(0.0, 60.0)
+            self.w = ConcurrencyWindows(1, 60.0)
 
         def decide(self, now, view):
-            self.h.sample(view, "a", now)
-            for w in (6.0, 60.0):
-                direct = view.concurrency("a", max(0.0, now - w), now)
-                errors.append(abs(self.h.average(now, w) - direct))
+            self.w.sample(view, ONE, now, view.arrival_counts(-math.inf))
+            for win in (6.0, 60.0):
+                direct = view.concurrency("a", max(0.0, now - win), now)
+                errors.append(abs(self.w.average(ONE, now, win)[0] - direct))
             return self.static.decide(now, view)
 
     w = poisson_workload({"a": 30.0}, 200.0, seed=4)
     simulate(w, Probe(), latency=StubLatency(0.1), drain=0.0)
     assert len(errors) > 150 and max(errors) < 1e-9
+
+
+# ---- the autoscaler's decisions (FakeCluster) ---------------------------------------------
+
+
+class Recorder(FakeCluster):
+    """A FakeCluster that records which functions each array query asks about."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.asked: list[tuple[str, list[int]]] = []
+
+    def in_system_seconds(self, fns, t0, t1):
+        self.asked.append(("in_system_seconds", list(fns)))
+        return super().in_system_seconds(fns, t0, t1)
+
+    def queued_counts(self, fns):
+        self.asked.append(("queued_counts", list(fns)))
+        return super().queued_counts(fns)
+
+    def in_flight_counts(self, fns):
+        self.asked.append(("in_flight_counts", list(fns)))
+        return super().in_flight_counts(fns)
+
+    def asked_about(self) -> set[int]:
+        return {i for _, fns in self.asked for i in fns}
+
+
+def test_scale_from_zero_at_a_wake_and_idle_functions_cost_nothing():
+    """Three functions: f0 never gets traffic, f1 a request at 3.1 s (between ticks),
+    f2 none until 40 s. The wake at 3.1 s creates one whole-GPU pod for f1 only; f0
+    is never asked about, f2 only once its request is there."""
+    names = [("f0", "resnet50"), ("f1", "resnet50"), ("f2", "resnet50")]
+    fc = Recorder(functions=names, arrivals={"f0": [], "f1": [3.1], "f2": [40.0]}, period=2.0)
+    fc.totals = {"f0": 1, "f1": 1, "f2": 1}  # every function has a decider (active)
+    kpa = KPAAutoscaler(KPAConfig(), 4)
+    for t in (0.0, 2.0):
+        assert fc.step(kpa, t) == []
+    fc.queued = {"f1": 1}
+    acts = fc.step(kpa, 3.1)
+    assert fc.cause is Call.WAKE
+    assert acts == [CreatePod("f1", 100.0, 1.0, 4, exclusive=True)]
+    fc.queued = {}
+    for t in np.arange(4.0, 40.0, 2.0):
+        fc.step(kpa, float(t))
+    assert fc.asked_about() == {1}
+    fc.queued = {"f2": 1}
+    acts = fc.step(kpa, 40.0)
+    assert [a.function for a in acts] == ["f2"]
+    assert 0 not in fc.asked_about()
+
+
+def test_only_functions_whose_count_changes_act_and_new_pods_fit_the_free_gpus():
+    """Two functions need 3 pods each on a 5-GPU cluster whose GPU 0 holds two pods of a
+    function without traffic: after one warm pod each for a, b and c, one GPU is free, so
+    a (first in function order) gets one more pod and b none; c, at its count, nothing."""
+    names = [("x", "resnet50"), ("a", "resnet50"), ("b", "resnet50"), ("c", "resnet50")]
+    arrivals = {"x": [], "a": [1.0], "b": [1.0], "c": [1.0]}
+    fc = FakeCluster(n_gpus=5, functions=names, arrivals=arrivals)
+    fc.totals = {"x": 0, "a": 1, "b": 1, "c": 1}
+    for row in (0, 1):
+        fc.add_pod("x", 50.0, 0.5, gpu=0, row=row)
+    kpa = KPAAutoscaler(KPAConfig(target=1.0, min_scale=1, max_scale=3), 4)
+    fc.step(kpa, 0.0)  # prewarmed: one warm pod each, GPUs 1-3
+    assert [len(fc.live(f)) for f in "xabc"] == [2, 1, 1, 1]
+    heavy = {"a": 20.0, "b": 20.0, "c": 0.0}
+    fc.conc = lambda f, t0, t1: heavy[f]
+    acts = fc.step(kpa, 2.0)  # panic: a and b want 3 pods (max_scale) each, c stays at 1
+    assert [(type(x).__name__, x.function) for x in acts] == [("CreatePod", "a")]
+    assert not fc.failed
+
+
+def test_scale_down_deletes_starting_pods_first_then_the_newest_ready():
+    fc = FakeCluster(n_gpus=8, arrivals={"f": [0.5]}, ready_delay=100.0)
+    fc.totals = {"f": 1}
+    kpa = KPAAutoscaler(KPAConfig(target=1.0, max_scale_down_rate=8.0), 4)
+    for t in range(3):
+        fc.now = float(t)
+        fc.add_pod("f", 100.0, 1.0, gpu=t, row=0)
+    fc.conc = lambda f, t0, t1: 0.0
+    fc.step(kpa, 3.0)  # a decider over 3 ready pods starts in panic: no change yet
+    fc.conc = lambda f, t0, t1: 5.0
+    acts = fc.step(kpa, 5.0)  # 5 pods wanted: 2 start (ready only after 100 s)
+    assert sum(isinstance(a, CreatePod) for a in acts) == 2
+    starting = sorted(p.id for p in fc.live("f") if p.state is PodState.STARTING)
+    fc.conc = lambda f, t0, t1: 0.0
+    t, deleted = 5.0, []
+    while not deleted:
+        t += 2.0
+        deleted = [a.pod for a in fc.step(kpa, t) if isinstance(a, DeletePod)]
+    assert deleted[: len(starting)] == starting[::-1]  # newest starting pod first
+    if len(deleted) > len(starting):
+        assert deleted[len(starting)] == 2  # then the newest ready one
+
+
+def test_inactive_functions_get_no_decider():
+    fc = FakeCluster(
+        functions=[("a", "resnet50"), ("b", "resnet50")], arrivals={"a": [], "b": [1.0]}
+    )
+    fc.totals = {"a": 0, "b": 1}
+    kpa = KPAAutoscaler(KPAConfig(min_scale=1), 4)
+    acts = fc.step(kpa, 0.0)
+    assert [a.function for a in acts] == ["b"] and acts[0].warm
 
 
 # ---- configuration ---------------------------------------------------------------------
@@ -344,9 +555,25 @@ def cold(seconds: float) -> ColdStartConfig:
     return ColdStartConfig(z, c, z, z, 0.0, z)
 
 
-def check_accounting(w: Workload, req) -> None:
+def check_accounting(sim, w: Workload, req) -> None:
+    """Checks a wrong engine fails: every request of the workload once; each function's
+    requests start in arrival order (one FIFO), at or after arrival; a served request ran
+    on one of its function's pods that was ready and not yet deleted when its batch
+    started, in a batch no larger than the pod's, whose requests share that start."""
     assert len(req) == w.total_requests
-    assert set(req["status"].unique()) <= {"completed", "dropped", "in_flight"}
+    for name, part in req.groupby("function", observed=True):
+        assert np.array_equal(part["arrival"].to_numpy(), w.arrivals[name])
+        started = part.dropna(subset=["start"])
+        assert (np.diff(started["start"].to_numpy()) >= 0).all()
+    done = req[req["status"] == "completed"]
+    assert (done["start"] >= done["arrival"]).all() and (done["finish"] > done["start"]).all()
+    for (pod_id, start), batch in done.groupby(["pod", "start"]):
+        pod = sim.pods[int(pod_id)]
+        assert (batch["function"] == pod.function).all()
+        assert pod.ready_at <= start and not pod.delete_at < start
+        assert len(batch) == batch["batch"].iloc[0] <= pod.batch
+    dropped = req[req["status"] == "dropped"]
+    assert dropped["start"].isna().all() and (dropped["reason"] == "timeout").all()
 
 
 def check_exclusive(sim) -> None:
@@ -377,7 +604,7 @@ def test_burst_gets_whole_gpu_pods_and_every_request_is_served():
         cold_start=cold(5.0),
         drain=200.0,
     )
-    check_accounting(w, req)
+    check_accounting(sim, w, req)
     assert (req["status"] == "completed").all()
     pods = list(sim.pods.values())
     assert 1 < len(pods) <= 8
@@ -406,7 +633,7 @@ def test_scale_from_zero_and_back_to_zero():
         overhead=0.0,
         drain=10.0,
     )
-    check_accounting(w, req)
+    check_accounting(sim, w, req)
     assert req["start"].tolist() == pytest.approx([8.0, 8.0, 203.0])
     p0, p1 = sim.pods[0], sim.pods[1]
     assert len(sim.pods) == 2
@@ -426,7 +653,7 @@ def test_has_gpu_runs_setting_min_1_max_2():
     sim, req = simulate(
         w, KPAAutoscaler(cfg, 4), latency=StubLatency(0.08, "deterministic"), cold_start=cold(5.0)
     )
-    check_accounting(w, req)
+    check_accounting(sim, w, req)
     p0 = sim.pods[0]
     assert p0.created_at == 0.0 and p0.ready_at == 0.0  # prewarmed min_scale pod
     assert math.isnan(p0.removed_at)  # never below min_scale
@@ -468,7 +695,7 @@ def test_no_free_gpu_means_no_failed_actions():
     sim, req = simulate(
         w, KPAAutoscaler(KPAConfig(), 4), latency=StubLatency(0.05), nodes=3, timeout=20.0
     )
-    check_accounting(w, req)
+    check_accounting(sim, w, req)
     assert not any(not x["ok"] for x in sim.logs.actions)
     assert max_gpus_at_once(sim) == 3
     assert {"a", "b"} <= {p.function for p in sim.pods.values()}
@@ -492,7 +719,7 @@ def test_startup_aware_does_not_panic_over_the_startup_queue():
             nodes=64,
             drain=150.0,
         )
-        check_accounting(w, req)
+        check_accounting(sim, w, req)
         assert (req["status"] == "completed").all()
         out[aware] = len(sim.pods)
     assert out[False] >= 10

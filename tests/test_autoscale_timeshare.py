@@ -409,6 +409,7 @@ def test_full_cluster_does_not_spam_failed_actions():
         latency=StubLatency(0.02, "deterministic"),
         nodes=1,
         timeout=5.0,
+        contention=False,  # exact service times below; the slot wait: test_contention.py
     )
     assert len(sim.pods) == 4  # one GPU: four quarter slices
     assert all(x["ok"] for x in sim.logs.actions)

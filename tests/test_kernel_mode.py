@@ -82,6 +82,9 @@ def simulate(
         check_invariants=True,
         drain=drain,
         fidelity=fidelity,
+        # batch mode as the plain table model (no slot wait): the stand-in schedulers
+        # below reproduce exactly that
+        contention=False,
         kernel_model=kernel_model,
         kernels_per_inference=20,
         launch_gated=launch_gated,

@@ -16,6 +16,8 @@ Shared here:
 * ``deletion_order``: which pods go first when a function scales in.
 * ``ModelTable``: per-model values (a capacity, a memory footprint) spread over the
   functions, for vectorised decisions.
+* ``Rings``: one FIFO of records per function over arrays, for sliding windows kept for
+  all functions at once (Knative's metric buckets).
 """
 
 from __future__ import annotations
@@ -164,3 +166,64 @@ def last_true(pred: Callable[[int], bool], guess: float) -> int:
     while k >= 0 and not pred(k):
         k -= 1
     return k
+
+
+# ---- per-function FIFOs over arrays ---------------------------------------------------------
+class Rings:
+    """One FIFO of records per function, as ring buffers over arrays (for sliding windows
+    kept for all functions at once, e.g. Knative's metric buckets). Every record has the
+    float fields named at creation; the capacity grows as needed. ``fns`` arguments are
+    int arrays of distinct function indices."""
+
+    def __init__(self, n: int, fields: Sequence[str], capacity: int = 8) -> None:
+        self.capacity = capacity
+        self.data = {name: np.zeros((n, capacity)) for name in fields}
+        self.head = np.zeros(n, dtype=np.int64)  # slot of each FIFO's oldest record
+        self.count = np.zeros(n, dtype=np.int64)  # records held
+
+    def clear(self, fns: np.ndarray) -> None:
+        self.count[fns] = 0
+
+    def push(self, fns: np.ndarray, **values: np.ndarray | float) -> None:
+        """Append one record to each FIFO of ``fns`` (field name -> values)."""
+        if not fns.size:
+            return
+        held = self.count[fns]
+        if int(held.max()) >= self.capacity:
+            self._grow()
+        at = fns * self.capacity + (self.head[fns] + held) % self.capacity
+        for name, v in values.items():
+            self.data[name].ravel()[at] = v
+        self.count[fns] = held + 1
+
+    def front(self, fns: np.ndarray, name: str) -> np.ndarray:
+        """Field ``name`` of each FIFO's oldest record (meaningless where it is empty)."""
+        return np.take(self.data[name], fns * self.capacity + self.head[fns])
+
+    def pop(self, fns: np.ndarray) -> None:
+        """Drop the oldest record of each FIFO of ``fns`` (each must hold one)."""
+        self.head[fns] = (self.head[fns] + 1) % self.capacity
+        self.count[fns] -= 1
+
+    def newest(self, fns: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the ``k`` newest records of each FIFO of ``fns`` are, newest first, as a
+        (len(fns), k) array of positions for ``take``, and which of them exist."""
+        back = np.arange(k)
+        slots = (self.head[fns] + self.count[fns] - 1)[:, None] - back
+        at = (fns * self.capacity)[:, None] + slots % self.capacity
+        return at, back < self.count[fns][:, None]
+
+    def take(self, name: str, at: np.ndarray) -> np.ndarray:
+        """Field ``name`` at positions from ``newest``."""
+        return np.take(self.data[name], at)
+
+    def _grow(self) -> None:
+        cap, n = self.capacity, self.head.size
+        order = (self.head[:, None] + np.arange(cap)) % cap
+        rows = np.arange(n)[:, None]
+        for name, a in self.data.items():
+            grown = np.zeros((n, 2 * cap))
+            grown[:, :cap] = a[rows, order]
+            self.data[name] = grown
+        self.head[:] = 0
+        self.capacity = 2 * cap

@@ -1,23 +1,34 @@
 """KServe on Knative: the Knative Pod Autoscaler (KPA) with whole-GPU replicas.
 
-SYSTEMS.md section 4. The port keeps Knative's three layers apart:
+SYSTEMS.md section 4. The port keeps Knative's three layers apart, each over arrays
+indexed like ``view.functions()`` (all functions decided at once; Python-level work
+only for the functions whose replica count changes):
 
-1. **Collection** (``collect``): the time-weighted concurrency (requests queued or in
-   service) of a function over the stable window and the panic window, from
-   ``view.concurrency``, plus its ready / starting pods. Windows start no earlier
-   than the function's metric history: t = 0, or the instant a function at zero gets
+1. **Collection** (``ConcurrencyWindows``, ``collect``): the time-weighted concurrency
+   (requests queued or in service) of every function over the stable window and the
+   panic window. Each function keeps metric buckets (Knative's 1 s buckets, here one
+   per decision: the request-seconds in the system between two consecutive samples of
+   that function, from ``view.in_system_seconds``) in a ring buffer, for one stable
+   window. A window average is the buckets' sum over the window (a bucket cut by the
+   window's start counts pro rata) divided by its length. Windows start no earlier than
+   the function's metric history: t = 0, or the instant a function at zero gets
    traffic after a stable window without any (Knative's buckets restart then and
-   average over the data they hold). At zero scale the requests wait in the
-   activator, which reports them at once: the instantaneous count (queued + in
-   flight) is a floor for both averages (the "poke", so the immediate tick at zero
-   scale sees the request that woke it).
-2. **Decision** (``KPADecider``): a pure function of (time, stable concurrency, panic
-   concurrency, ready pods, current pods) and its own state (panic start, the panic
-   ratchet, the scale-to-zero clock). No simulation inside: Knative's scenario tests
-   are transcribed against it (tests/test_autoscale_kpa.py).
-3. **Actuation** (``actuate``): the Deployment's replica count follows the decision:
-   new pods are whole GPUs (``CreatePod(exclusive=True)``); surplus pods are deleted,
-   not-yet-ready ones first, then the newest ready ones; deleted pods drain.
+   average over the data they hold). A bucket is asked of the view only where it can
+   hold a request: not while the function has been quiet (an empty bucket and no
+   arrival since it began). At zero scale the requests wait in the activator, which
+   reports them at once: the instantaneous count (queued + in flight) is a floor for
+   both averages (the "poke", so the immediate tick at zero scale sees the request that
+   woke it).
+2. **Decision** (``KPADeciders``): a pure function of (time, stable concurrency, panic
+   concurrency, ready pods, current pods) and its own state per function (panic start,
+   the panic ratchet, the scale-to-zero clock). No simulation inside: Knative's
+   scenario tests are transcribed against it (tests/test_autoscale_kpa.py, through
+   ``KPADecider``, the same decision for one function).
+3. **Actuation** (``create_pods``, ``delete_pods``), only where the decision differs from
+   the live pods: the Deployment's replica count follows the decision: new pods are
+   whole GPUs (``CreatePod(exclusive=True)``); surplus pods are deleted in the kit's
+   deletion order (not-yet-ready ones first, then the newest ready ones); deleted pods
+   drain.
 
 The decision (knative/serving pkg/autoscaler/scaling/autoscaler.go, our own code):
 
@@ -37,6 +48,13 @@ still there: keep one pod until desired has been 0 for ``scale_to_zero_grace`` s
 since desired can only reach 0 when the stable window held no request at all, a
 function scales to zero after a stable window without traffic plus the grace), the
 activation scale when leaving zero, and the min/max scale bounds.
+
+When it decides (``KPAAutoscaler.decide``): at every tick (``view.cause`` is
+``Call.TICK``) every function that has a decider, and at a wake between ticks the
+functions without live pods that got a request since the previous call (Knative's
+immediate tick at zero scale). A function at zero with nothing queued or in flight is
+not decided (nothing would change); a function whose metric history restarts now is
+not decided with pods (no data yet, no change).
 
 ``startup_aware`` (off by default; not Knative's behaviour): pods on their way count
 as capacity. They count as ready pods in the decision (panic threshold, rate limits),
@@ -58,19 +76,22 @@ many new pods as there are unused GPUs and retries at the next tick.
 from __future__ import annotations
 
 import math
-from collections import deque
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from hasim.autoscale.base import Action, ClusterView, CreatePod, DeletePod, PodInfo
+import numpy as np
+
+from hasim.autoscale.base import Action, Call, ClusterView, CreatePod, DeletePod, PodInfo
+from hasim.autoscale.kit import ModelTable, Rings, deletion_order, live, require
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
-from hasim.errors import InputError
-from hasim.workload.base import FunctionSpec
 
 EPS = 1e-9
 # Knative's container-concurrency-target-default: the per-pod target when
 # containerConcurrency is 0 (unlimited), before target utilisation (requests)
 UNLIMITED_CC_TARGET = 100.0
+POD_STATES = ("starting", "ready", "draining")  # every state in which a pod holds its GPU
 
 
 @dataclass
@@ -119,284 +140,393 @@ class KPAConfig:
 
     def validate(self) -> None:
         """Raise InputError for settings Knative would reject."""
-        checks: list[tuple[bool, str, str]] = [
-            (self.container_concurrency >= 0, "container_concurrency", "an integer >= 0"),
-            (0 < self.target_utilization <= 1, "target_utilization", "a fraction in (0, 1]"),
-            (self.target is None or self.target > 0, "target", "a positive number or null"),
-            (self.stable_window > 0, "stable_window", "seconds > 0"),
-            (0 < self.panic_window_pct <= 100, "panic_window_pct", "a percent in (0, 100]"),
-            (self.panic_threshold_pct > 100, "panic_threshold_pct", "a percent > 100"),
-            (self.max_scale_up_rate > 1, "max_scale_up_rate", "a factor > 1"),
-            (self.max_scale_down_rate > 1, "max_scale_down_rate", "a factor > 1"),
-            (self.min_scale >= 0, "min_scale", "an integer >= 0"),
-            (self.max_scale >= 0, "max_scale", "an integer >= 0 (0 = unbounded)"),
-            (
-                self.max_scale == 0 or self.max_scale >= self.min_scale,
-                "max_scale",
-                "0 or >= min_scale",
-            ),
-            (self.scale_to_zero_grace >= 0, "scale_to_zero_grace", "seconds >= 0"),
-            (self.scale_down_delay >= 0, "scale_down_delay", "seconds >= 0"),
-            (self.activation_scale >= 1, "activation_scale", "an integer >= 1"),
-            (self.tick > 0, "tick", "seconds > 0"),
-        ]
-        for ok, key, expected in checks:
-            if not ok:
-                raise InputError(f"autoscaler.{key}={getattr(self, key)!r}", expected=expected)
+        require(
+            self,
+            [
+                (self.container_concurrency >= 0, "container_concurrency", "an integer >= 0"),
+                (0 < self.target_utilization <= 1, "target_utilization", "a fraction in (0, 1]"),
+                (self.target is None or self.target > 0, "target", "a positive number or null"),
+                (self.stable_window > 0, "stable_window", "seconds > 0"),
+                (0 < self.panic_window_pct <= 100, "panic_window_pct", "a percent in (0, 100]"),
+                (self.panic_threshold_pct > 100, "panic_threshold_pct", "a percent > 100"),
+                (self.max_scale_up_rate > 1, "max_scale_up_rate", "a factor > 1"),
+                (self.max_scale_down_rate > 1, "max_scale_down_rate", "a factor > 1"),
+                (self.min_scale >= 0, "min_scale", "an integer >= 0"),
+                (self.max_scale >= 0, "max_scale", "an integer >= 0 (0 = unbounded)"),
+                (
+                    self.max_scale == 0 or self.max_scale >= self.min_scale,
+                    "max_scale",
+                    "0 or >= min_scale",
+                ),
+                (self.scale_to_zero_grace >= 0, "scale_to_zero_grace", "seconds >= 0"),
+                (self.scale_down_delay >= 0, "scale_down_delay", "seconds >= 0"),
+                (self.activation_scale >= 1, "activation_scale", "an integer >= 1"),
+                (self.tick > 0, "tick", "seconds > 0"),
+            ],
+        )
 
 
 # ---- decision (pure) --------------------------------------------------------------------
 
 
-class KPADecider:
-    """Knative's scaling decision for one function (revision); no simulation inside.
+class KPADeciders:
+    """Knative's scaling decision for ``n`` functions (revisions); no simulation inside.
 
-    ``decide(now, stable, panic, ready, current)`` takes the time (s), the stable- and
-    panic-window average concurrencies (requests), the ready pod count and the current
-    replica count (pods existing, ready or starting; default = ready) and returns the
-    desired replica count. State: ``panic_time`` (s, the last time the panic threshold
-    was crossed; None when not panicking), ``max_panic_pods`` (the ratchet) and
-    ``zero_since`` (s, when desired first became 0 with pods still there).
+    ``decide(fns, now, stable, panic, ready, current)`` takes the function indices, the
+    time (s), their stable- and panic-window average concurrencies (requests), ready pod
+    counts and current replica counts (pods existing, ready or starting), all arrays
+    over ``fns``, and returns their desired replica counts. State per function:
+    ``panic_time`` (s, the last time the panic threshold was crossed; nan when not
+    panicking), ``max_panic_pods`` (the ratchet) and ``zero_since`` (s, when desired
+    first became 0 with pods still there; nan otherwise).
 
-    Like Knative's ``New``, a decider created over more than one ready pod starts in
-    panic mode with the ratchet at that count, so a restart never scales down before it
-    has a stable window of data.
+    Like Knative's ``New``, a decider started (``start``) over more than one ready pod
+    starts in panic mode with the ratchet at that count, so a restart never scales down
+    before it has a stable window of data.
     """
 
-    def __init__(self, cfg: KPAConfig, now: float = 0.0, ready: int = 0) -> None:
+    def __init__(self, cfg: KPAConfig, n: int) -> None:
         cfg.validate()
         self.cfg = cfg
         self.target = cfg.target_per_pod
         self.threshold = cfg.panic_threshold_pct / 100.0
-        self.panic_time: float | None = now if ready > 1 else None
-        self.max_panic_pods = ready if ready > 1 else 0
-        self.zero_since: float | None = None
-        self._recent: deque[tuple[float, int]] = deque()  # (s, desired) for the delay
-        # the last decision's inputs and intermediate values, for inspection
-        self.last: dict[str, float] = {}
+        self.panic_time = np.full(n, np.nan)
+        self.max_panic_pods = np.zeros(n, dtype=np.int64)
+        self.zero_since = np.full(n, np.nan)
+        # (s, desired) of the decisions within the scale-down delay
+        self._recent = Rings(n, ("t", "desired")) if cfg.scale_down_delay > 0 else None
+
+    def start(self, fns: np.ndarray, now: float, ready: np.ndarray) -> None:
+        """New deciders for ``fns`` at ``now`` (s) over ``ready`` pods each."""
+        panic = ready > 1
+        self.panic_time[fns] = np.where(panic, now, np.nan)
+        self.max_panic_pods[fns] = np.where(panic, ready, 0)
+        self.zero_since[fns] = np.nan
+        if self._recent is not None:
+            self._recent.clear(fns)
+
+    def in_panic(self, fns: np.ndarray) -> np.ndarray:
+        return ~np.isnan(self.panic_time[fns])
+
+    def decide(
+        self,
+        fns: np.ndarray,
+        now: float,
+        stable: np.ndarray,
+        panic: np.ndarray,
+        ready: np.ndarray,
+        current: np.ndarray,
+    ) -> np.ndarray:
+        """Desired replica counts (int64) of ``fns`` at ``now`` (module docstring)."""
+        cfg = self.cfg
+        ready_f = np.maximum(ready, 1.0)
+        max_up = np.ceil(cfg.max_scale_up_rate * ready_f - EPS)
+        max_down = np.floor(ready_f / cfg.max_scale_down_rate + EPS)
+        # (0 for a concurrency of 0: ceil(-EPS) is -0.0)
+        dspc = np.ceil(stable / self.target - EPS)
+        dppc = np.ceil(panic / self.target - EPS)
+        stable_pods = np.minimum(np.maximum(dspc, max_down), max_up)
+        panic_pods = np.minimum(np.maximum(dppc, max_down), max_up)
+        over = dppc / ready_f >= self.threshold - EPS
+
+        # enter, or extend, the panic; leave it after more than a full stable window
+        # below the threshold (Knative: strictly after panic time + stable window)
+        since = np.where(over, now, self.panic_time[fns])
+        calm = now - since > cfg.stable_window + EPS
+        since[calm] = np.nan
+        ratchet = np.where(calm, 0, self.max_panic_pods[fns])
+        panicking = ~np.isnan(since)
+        desired = np.where(panicking, np.maximum(stable_pods, panic_pods), stable_pods)
+        desired = desired.astype(np.int64)
+        grow = panicking & (desired > ratchet)
+        ratchet = np.where(grow, desired, ratchet)
+        desired = np.where(panicking, ratchet, desired)  # never scale down in panic
+        self.panic_time[fns] = since
+        self.max_panic_pods[fns] = ratchet
+        return self._scaler(fns, now, desired, current)
+
+    def _scaler(
+        self, fns: np.ndarray, now: float, desired: np.ndarray, current: np.ndarray
+    ) -> np.ndarray:
+        """The PodAutoscaler reconciler's part: delay, scale to zero, activation, bounds."""
+        cfg = self.cfg
+        if self._recent is not None:
+            desired = self._delayed(fns, now, desired)
+        zero = desired == 0
+        gone = current == 0
+        since = self.zero_since[fns]
+        since[~zero | gone] = np.nan
+        if cfg.min_pods == 0:
+            wait = zero & ~gone
+            since[wait & np.isnan(since)] = now
+            # at most one pod for the rest of the grace period
+            desired = np.where(wait & (now - since < cfg.scale_to_zero_grace - EPS), 1, desired)
+        self.zero_since[fns] = since
+        desired = np.where(~zero & gone, np.maximum(desired, cfg.activation_scale), desired)
+        if cfg.max_scale > 0:
+            desired = np.minimum(desired, cfg.max_scale)
+        return np.maximum(desired, cfg.min_pods)
+
+    def _delayed(self, fns: np.ndarray, now: float, desired: np.ndarray) -> np.ndarray:
+        """The largest desired count of each function over the last scale_down_delay s."""
+        recent = self._recent
+        assert recent is not None
+        recent.push(fns, t=now, desired=desired)
+        old = now - self.cfg.scale_down_delay - EPS
+        while True:
+            held = recent.count[fns] > 0
+            drop = fns[held & (recent.front(fns, "t") < old)]
+            if not drop.size:
+                break
+            recent.pop(drop)
+        at, exists = recent.newest(fns, int(recent.count[fns].max()))
+        return np.where(exists, recent.take("desired", at), -1.0).max(axis=1).astype(np.int64)
+
+
+class KPADecider:
+    """``KPADeciders`` for one function: ``decide(now, stable, panic, ready, current)``
+    with scalars (s, requests, pods; ``current`` defaults to ``ready``), returning the
+    desired replica count; created at ``now`` over ``ready`` pods (Knative's ``New``)."""
+
+    _ONE = np.zeros(1, dtype=np.int64)
+
+    def __init__(self, cfg: KPAConfig, now: float = 0.0, ready: int = 0) -> None:
+        self.deciders = KPADeciders(cfg, 1)
+        self.deciders.start(self._ONE, now, np.array([ready]))
+
+    @property
+    def panic_time(self) -> float | None:
+        t = float(self.deciders.panic_time[0])
+        return None if math.isnan(t) else t
 
     @property
     def in_panic(self) -> bool:
         return self.panic_time is not None
 
+    @property
+    def max_panic_pods(self) -> int:
+        return int(self.deciders.max_panic_pods[0])
+
     def decide(
         self, now: float, stable: float, panic: float, ready: int, current: int | None = None
     ) -> int:
         """Desired replica count at ``now`` (see the module docstring for the rule)."""
-        cfg = self.cfg
         current = ready if current is None else current
-        ready_f = float(max(1, ready))
-        max_up = math.ceil(cfg.max_scale_up_rate * ready_f - EPS)
-        max_down = math.floor(ready_f / cfg.max_scale_down_rate + EPS)
-        dspc = math.ceil(stable / self.target - EPS) if stable > 0 else 0
-        dppc = math.ceil(panic / self.target - EPS) if panic > 0 else 0
-        stable_pods = min(max(dspc, max_down), max_up)
-        panic_pods = min(max(dppc, max_down), max_up)
-        over = dppc / ready_f >= self.threshold - EPS
-
-        if over:
-            self.panic_time = now  # enter, or extend, the panic
-        elif self.panic_time is not None and now - self.panic_time > cfg.stable_window + EPS:
-            # more than a full stable window below the threshold (Knative: strictly after
-            # panic time + stable window): the surge has reached the stable window
-            self.panic_time = None
-            self.max_panic_pods = 0
-
-        desired = stable_pods
-        if self.panic_time is not None:
-            desired = max(desired, panic_pods)
-            if desired > self.max_panic_pods:
-                self.max_panic_pods = desired
-            else:
-                desired = self.max_panic_pods  # never scale down in panic
-        self.last = {
-            "now": now,
-            "stable": stable,
-            "panic": panic,
-            "ready": ready,
-            "dspc": dspc,
-            "dppc": dppc,
-            "max_up": max_up,
-            "max_down": max_down,
-            "decided": desired,
-        }
-        return self._scaler(now, desired, current)
-
-    def _scaler(self, now: float, desired: int, current: int) -> int:
-        """The PodAutoscaler reconciler's part: delay, scale to zero, activation, bounds."""
-        cfg = self.cfg
-        if cfg.scale_down_delay > 0:
-            self._recent.append((now, desired))
-            while self._recent and self._recent[0][0] < now - cfg.scale_down_delay - EPS:
-                self._recent.popleft()
-            desired = max(d for _, d in self._recent)
-        min_pods = cfg.min_pods
-        if desired == 0:
-            if current == 0:
-                self.zero_since = None
-            elif min_pods == 0:
-                if self.zero_since is None:
-                    self.zero_since = now
-                if now - self.zero_since < cfg.scale_to_zero_grace - EPS:
-                    desired = 1  # at most one pod for the rest of the grace period
-        else:
-            self.zero_since = None
-            if current == 0:
-                desired = max(desired, cfg.activation_scale)
-        if cfg.max_scale > 0:
-            desired = min(desired, cfg.max_scale)
-        return max(desired, min_pods)
+        out = self.deciders.decide(
+            self._ONE,
+            now,
+            np.array([stable], dtype=float),
+            np.array([panic], dtype=float),
+            np.array([ready]),
+            np.array([current]),
+        )
+        return int(out[0])
 
 
 # ---- collection ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KPAMetrics:
-    """What the decider needs of one function at one instant: concurrencies in requests
-    (time-weighted averages over the stable and panic windows), pod counts."""
+class ConcurrencyWindows:
+    """Every function's metric buckets (Knative's 1 s buckets, here one per decision): the
+    request-seconds in the system over each interval between two samples of a function,
+    kept for one stable window (``keep`` s) in ring buffers. Window averages from them
+    equal the time-averaged concurrency over the same window (a bucket cut by the
+    window's start counts pro rata), at one view query per sampled function and
+    decision, and none while a function is quiet.
 
-    stable: float
-    panic: float
-    ready: int
-    starting: int
+    ``counts`` arguments are every function's arrivals up to now (int64, indexed like
+    the functions; ``view.arrival_counts(-inf)``): a function is quiet while its last
+    bucket held no request and nothing arrived since that bucket began.
+    """
 
-
-class ConcurrencyHistory:
-    """One function's metric buckets (Knative's 1 s buckets, here one per decision):
-    the request-seconds in the system over each interval between two samples, kept for
-    one stable window. Window averages from them equal ``view.concurrency`` over the
-    same window (a bucket cut by the window's start counts pro rata), at one view query
-    per decision instead of one per window."""
-
-    def __init__(self, origin: float, keep: float) -> None:
-        self.origin = origin  # s: the history starts here (nothing before counts)
+    def __init__(self, n: int, keep: float) -> None:
         self.keep = keep  # s of buckets kept
-        self.last = origin  # s: end of the newest bucket
-        self.buckets: deque[tuple[float, float, float]] = deque()  # (t0 s, t1 s, req x s)
-        self.total = 0.0  # request-seconds over all kept buckets
-        self.quiet_since: float | None = None  # s: no request in the system since then
+        self.origin = np.zeros(n)  # s: each history starts here (nothing before counts)
+        self.last = np.zeros(n)  # s: end of the newest bucket
+        self.total = np.zeros(n)  # request-seconds over all kept buckets
+        self.quiet = np.full(n, np.nan)  # s: no request in the system since then (nan: busy)
+        self._arrived_last = np.zeros(n, dtype=np.int64)  # arrivals up to ``last``
+        self._arrived_quiet = np.zeros(n, dtype=np.int64)  # arrivals up to ``quiet``
+        self._busy_end = np.full(n, -np.inf)  # s: end of the newest bucket with a request
+        self.buckets = Rings(n, ("t0", "t1", "rs"))  # (s, s, request-seconds)
+        self._ends: list[float] = []  # s: bucket ends in use (for the panic window's width)
 
-    @classmethod
-    def idle(cls, now: float, keep: float) -> ConcurrencyHistory:
-        """A history whose last ``keep`` s before ``now`` held no request (one empty
-        bucket), e.g. a revision deployed and idle before the trace starts."""
-        h = cls(now - keep, keep)
-        h.buckets.append((now - keep, now, 0.0))
-        h.last = now
-        h.quiet_since = now - keep
-        return h
+    def restart(self, fns: np.ndarray, now: float, counts: np.ndarray) -> None:
+        """Start ``fns``' histories at ``now`` (s) with no bucket."""
+        self.origin[fns] = now
+        self.last[fns] = now
+        self.total[fns] = 0.0
+        self.quiet[fns] = np.nan
+        self._arrived_last[fns] = counts[fns]
+        self._busy_end[fns] = -np.inf
+        self.buckets.clear(fns)
 
-    def sample(self, view: ClusterView, function: str, now: float) -> None:
-        """Add the bucket (last, now] from ``view.concurrency``; no query when the
-        previous bucket held no request and nothing arrived since it began."""
-        if now <= self.last:
+    def idle(self, fns: np.ndarray, now: float, counts: np.ndarray, before: np.ndarray) -> None:
+        """Histories whose last ``keep`` s before ``now`` held no request (one empty
+        bucket), e.g. a revision deployed and idle before the trace starts. ``before``:
+        arrivals up to ``now - keep``, per function like ``counts``."""
+        self.restart(fns, now, counts)
+        self.origin[fns] = now - self.keep
+        self.quiet[fns] = now - self.keep
+        self._arrived_quiet[fns] = before[fns]
+        self.buckets.push(fns, t0=now - self.keep, t1=now, rs=0.0)
+        self._note_end(now)
+
+    def sample(self, view: ClusterView, fns: np.ndarray, now: float, counts: np.ndarray) -> None:
+        """Add the bucket (last, now] of each of ``fns`` from ``view.in_system_seconds``
+        (nothing where ``now`` is not after its last bucket); no query for a quiet one."""
+        fns = fns[self.last[fns] < now]
+        if not fns.size:
             return
-        quiet = self.quiet_since
-        if quiet is not None and view.arrivals(function, quiet, now) == 0:
-            rs = 0.0
-        else:
-            rs = view.concurrency(function, self.last, now) * (now - self.last)
-        self.quiet_since = (self.last if quiet is None else quiet) if rs == 0.0 else None
-        self.buckets.append((self.last, now, rs))
-        self.total += rs
-        self.last = now
-        while self.buckets and self.buckets[0][1] <= now - self.keep + EPS:
-            self.total -= self.buckets.popleft()[2]
-        if not self.buckets:
-            self.total = 0.0
+        last = self.last[fns]
+        rs = np.zeros(fns.size)
+        ask = (np.isnan(self.quiet[fns]) | (counts[fns] != self._arrived_quiet[fns])).nonzero()[0]
+        if ask.size:
+            starts = last[ask]
+            for t0 in np.unique(starts).tolist() if starts.min() < starts.max() else [starts[0]]:
+                sel = ask[starts == t0]
+                span = now - t0
+                # as a time-averaged concurrency times the bucket's length
+                rs[sel] = view.in_system_seconds(fns[sel], t0, now) / span * span
+        busy = rs != 0.0
+        # quiet from the start of the first empty bucket on
+        start = fns[~busy & np.isnan(self.quiet[fns])]
+        self.quiet[start] = self.last[start]
+        self._arrived_quiet[start] = self._arrived_last[start]
+        self.quiet[fns[busy]] = np.nan
+        self._busy_end[fns[busy]] = now
+        self.buckets.push(fns, t0=last, t1=now, rs=rs)
+        self.total[fns] += rs
+        self.last[fns] = now
+        self._arrived_last[fns] = counts[fns]
+        self._note_end(now)
+        self._expire(fns, now)
 
-    def average(self, now: float, window: float) -> float:
-        """Time-averaged concurrency (requests) over (max(origin, now - window), now]."""
-        t0 = max(self.origin, now - window)
-        if now <= t0 or not self.buckets:
-            return 0.0
+    def _expire(self, fns: np.ndarray, now: float) -> None:
+        """Drop buckets that ended a stable window ago or more (oldest first)."""
+        b = self.buckets
+        old = now - self.keep + EPS
+        drop = popped = fns[b.front(fns, "t1") <= old]  # each of fns holds a bucket
+        while drop.size:
+            self.total[drop] -= b.front(drop, "rs")
+            b.pop(drop)
+            drop = drop[b.count[drop] > 0]
+            drop = drop[b.front(drop, "t1") <= old]
+        self.total[popped[b.count[popped] == 0]] = 0.0
+
+    def _note_end(self, now: float) -> None:
+        ends = self._ends
+        if not ends or ends[-1] != now:
+            ends.append(now)
+        while ends[0] <= now - self.keep:
+            ends.pop(0)
+
+    def average(self, fns: np.ndarray, now: float, window: float) -> np.ndarray:
+        """Time-averaged concurrency (requests) of ``fns`` over
+        (max(origin, now - window), now]."""
+        b = self.buckets
+        t0 = np.maximum(self.origin[fns], now - window)
+        valid = (now > t0) & (b.count[fns] > 0)
+        if not np.count_nonzero(valid):
+            return np.zeros(fns.size)
         if window >= self.keep - EPS:
-            rs = self.total
-            b0, b1, brs = self.buckets[0]
-            if b0 < t0:
-                rs -= brs * (t0 - b0) / (b1 - b0)
-        else:
-            rs = 0.0
-            for b0, b1, brs in reversed(self.buckets):
-                if b1 <= t0:
-                    break
-                rs += brs if b0 >= t0 else brs * (b1 - t0) / (b1 - b0)
-        return max(0.0, rs) / (now - t0)
+            rs = self.total[fns]
+            b0 = b.front(fns, "t0")
+            cut = (valid & (b0 < t0)).nonzero()[0]
+            if cut.size:
+                f, c0 = fns[cut], b0[cut]
+                rs[cut] -= b.front(f, "rs") * (t0[cut] - c0) / (b.front(f, "t1") - c0)
+            return np.where(valid, np.maximum(0.0, rs) / np.where(valid, now - t0, 1.0), 0.0)
+        # newest bucket first, each in the window counted whole or pro rata; functions
+        # with no request in a bucket that ends inside the window average 0 exactly
+        out = np.zeros(fns.size)
+        on = (valid & (self._busy_end[fns] > t0)).nonzero()[0]
+        if on.size:
+            k = len(self._ends) - bisect_right(self._ends, now - window)
+            at, exists = b.newest(fns[on], max(1, min(k, b.capacity)))
+            b0, b1, brs = b.take("t0", at), b.take("t1", at), b.take("rs", at)
+            w0 = t0[on][:, None]
+            inside = exists & (b1 > w0)
+            cut = inside & (b0 < w0)
+            part = brs * (b1 - w0) / np.where(cut, b1 - b0, 1.0)
+            terms = np.where(cut, part, np.where(inside, brs, 0.0))
+            rs = terms[:, 0]
+            for j in range(1, terms.shape[1]):
+                rs = rs + terms[:, j]  # in order, as 0.0 + newest + ...
+            out[on] = np.maximum(0.0, rs) / (now - t0[on])
+        return out
 
 
 def collect(
     view: ClusterView,
-    function: str,
+    windows: ConcurrencyWindows,
+    fns: np.ndarray,
     now: float,
+    counts: np.ndarray,
     cfg: KPAConfig,
-    pods: list[PodInfo],
-    history: ConcurrencyHistory,
-    per_rps: float | None = None,
-) -> KPAMetrics:
-    """Window averages of ``function``'s concurrency at ``now`` (requests) and its pods.
+    at_zero: np.ndarray,
+    per_rps: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stable- and panic-window average concurrencies (requests) of ``fns`` at ``now``.
 
-    ``history`` (sampled here) holds the concurrency since the function's metric
+    ``windows`` (sampled here) holds the concurrency since each function's metric
     history began: Knative averages over the data it has, and its history restarts
     after a window without any (the autoscaler then starts a new one).
-    ``per_rps`` (startup_aware, while its cap holds): cap each average at the arrival
+    ``per_rps`` (startup_aware; nan where no cap holds): cap each average at the arrival
     rate over its window (req/s) x ``per_rps`` (requests per req/s), the concurrency
     that sizes the function for its traffic rather than for its queue.
-    With no pod at all the activator holds the requests and reports them at once: the
-    instantaneous queued + in-flight count is a floor for both averages."""
-    ready = sum(1 for p in pods if p.state == "ready")
-    starting = sum(1 for p in pods if p.state == "starting")
-    history.sample(view, function, now)
+    ``at_zero`` (bool over ``fns``): no ready or starting pod at all. The activator then
+    holds the requests and reports them at once: the instantaneous queued + in-flight
+    count is a floor for both averages."""
+    windows.sample(view, fns, now, counts)
     out = []
     for window in (cfg.stable_window, cfg.panic_window):
-        c = history.average(now, window)
-        t0 = max(history.origin, now - window)
-        if per_rps is not None and now > t0:
-            c = min(c, view.arrivals(function, t0, now) / (now - t0) * per_rps)
+        c = windows.average(fns, now, window)
+        if per_rps is not None:
+            t0 = np.maximum(windows.origin[fns], now - window)
+            capped = ~np.isnan(per_rps) & (now > t0)
+            for start in np.unique(t0[capped]).tolist():
+                sel = capped & (t0 == start)
+                rate = view.arrival_counts(start, now)[fns[sel]] / (now - start)
+                c[sel] = np.minimum(c[sel], rate * per_rps[sel])
         out.append(c)
     stable, panic = out
-    if ready == 0 and starting == 0:
-        waiting = float(view.queue_length(function) + view.in_flight(function))
-        stable, panic = max(stable, waiting), max(panic, waiting)
-    return KPAMetrics(stable, panic, ready, starting)
+    if np.count_nonzero(at_zero):
+        z = fns[at_zero]
+        waiting = (view.queued_counts(z) + view.in_flight_counts(z)).astype(float)
+        stable[at_zero] = np.maximum(stable[at_zero], waiting)
+        panic[at_zero] = np.maximum(panic[at_zero], waiting)
+    return stable, panic
 
 
 # ---- actuation ----------------------------------------------------------------------------
 
 
-def deletion_order(pods: list[PodInfo]) -> list[PodInfo]:
-    """Pods to delete first: not yet ready ones, then ready ones; newest first in each."""
-    return sorted(pods, key=lambda p: (p.state == "ready", -p.created_at, -p.id))
+def create_pods(function: str, n: int, batch: int, warm: int = 0) -> list[Action]:
+    """``n`` whole-GPU pods for ``function``, the first ``warm`` of them without a cold
+    start."""
+    return [CreatePod(function, 100.0, 1.0, batch, exclusive=True, warm=i < warm) for i in range(n)]
 
 
-def actuate(
-    function: str, desired: int, pods: list[PodInfo], free_gpus: int, batch: int, warm: int = 0
-) -> list[Action]:
-    """Actions that move ``function``'s live (ready or starting) ``pods`` to ``desired``:
-    whole-GPU pods to create (at most ``free_gpus``; the first ``warm`` of them without
-    a cold start) or pods to delete (``deletion_order``)."""
-    live = [p for p in pods if p.state in ("ready", "starting")]
-    if desired > len(live):
-        n = min(desired - len(live), max(0, free_gpus))
-        return [
-            CreatePod(function, 100.0, 1.0, batch, exclusive=True, warm=i < warm) for i in range(n)
-        ]
-    if desired < len(live):
-        return [DeletePod(p.id) for p in deletion_order(live)[: len(live) - desired]]
-    return []
+def delete_pods(pods: list[PodInfo], desired: int) -> list[Action]:
+    """Delete the live (ready or starting) ``pods`` beyond ``desired``, in the kit's
+    ``deletion_order``."""
+    serving = live(pods)
+    return [DeletePod(p.id) for p in deletion_order(serving)[: len(serving) - desired]]
 
 
 # ---- the autoscaler ---------------------------------------------------------------------
 
 
 class KPAAutoscaler:
-    """KServe/Knative: one ``KPADecider`` per function, ticking every ``cfg.tick`` s, and
-    an immediate tick when a function at zero scale gets a request (wake_on_arrival;
-    the simulation's queue buffers requests meanwhile, as the activator does).
+    """KServe/Knative: ``KPADeciders`` over all functions, deciding every ``cfg.tick`` s,
+    and an immediate decision when a function at zero scale gets a request
+    (wake_on_arrival; the simulation's queue buffers requests meanwhile, as the
+    activator does).
 
     ``overhead`` (s per batch a pod is held besides its GPU time,
-    ``ClusterConfig.pod_overhead_s``)
-    enters only the startup_aware cap (``_startup_cap``)."""
+    ``ClusterConfig.pod_overhead_s``) enters only the startup_aware cap
+    (``_startup_cap``)."""
 
     wake_on_arrival = True
 
@@ -407,19 +537,55 @@ class KPAAutoscaler:
         validate_pod_request(100.0, 1.0, self.batch)
         self.overhead = overhead
         self.period_s: float | None = cfg.tick
-        self.deciders: dict[str, KPADecider] = {}
-        self.history: dict[str, ConcurrencyHistory] = {}  # each function's metric history
-        self._starting_seen: dict[str, float] = {}  # s: last decision with pods starting
-        self._next_tick = 0.0
-        self._started = False
-        self._n_gpus: int | None = None  # the cluster's GPU count (fixed for a run)
-        self._prev_call = 0.0  # s: the previous decide call
+        self._n = -1  # functions (set at the first call)
+        self._n_gpus = 0  # the cluster's GPU count (fixed for a run)
+
+    def _setup(self, view: ClusterView) -> None:
+        cfg = self.cfg
+        fns = view.functions()
+        n = self._n = len(fns)
+        self._names = [f.name for f in fns]
+        self._n_gpus = len(view.gpus())
+        self.deciders = KPADeciders(cfg, n)
+        self.windows = ConcurrencyWindows(n, cfg.stable_window)
+        self._eligible = view.workload_arrivals() > 0 if cfg.active_only else np.ones(n, dtype=bool)
+        self._active = np.flatnonzero(self._eligible)  # the functions decided at ticks
+        self._decided = np.zeros(n, dtype=bool)  # has a decider
+        self._undecided = self._active.size  # eligible functions without a decider
+        self._arrived = np.zeros(n, dtype=np.int64)  # arrivals up to the previous call
+        self._previous = -math.inf  # s: the previous call
+        # at zero and found idle (nothing queued or in flight) when ``_idle_arrived``
+        # requests had arrived; stays idle until the next arrival (no pod meanwhile)
+        self._idle = np.ones(n, dtype=bool)
+        self._idle_arrived = np.zeros(n, dtype=np.int64)
+        self._starting_seen = np.full(n, np.nan)  # s: last decision with pods starting
+        self._per_rps = ModelTable(self._startup_concurrency(view))
+        self._first = True
+
+    def _startup_concurrency(self, view: ClusterView) -> Callable[[str], float]:
+        """Concurrency per req/s of arrivals (s) under the startup cap, by model: a pod
+        serves mu = batch / (L(model, batch, 100 %, 1) + overhead) req/s, and the cap is
+        target / (target_utilization x mu)."""
+        cfg = self.cfg
+
+        def value(model: str) -> float:
+            mu = self.batch / (view.latency_s(model, self.batch, 100.0, 1.0) + self.overhead)
+            return cfg.target_per_pod / (cfg.target_utilization * mu)
+
+        return value
 
     def _startup_cap(
-        self, view: ClusterView, f: FunctionSpec, live: list[PodInfo], now: float
-    ) -> float | None:
-        """startup_aware: concurrency per req/s of arrivals (s) while the startup cap
-        holds for ``f``, else None; restarts the metric history when the cap lifts.
+        self,
+        view: ClusterView,
+        fns: np.ndarray,
+        starting: np.ndarray,
+        serving: np.ndarray,
+        now: float,
+        counts: np.ndarray,
+    ) -> np.ndarray | None:
+        """startup_aware: concurrency per req/s of arrivals (s) of ``fns`` where the
+        startup cap holds (nan elsewhere), else None; restarts the metric history of
+        those where the cap lifts.
 
         The cap holds while pods are starting, and after that while the queue built up
         for them drains (more requests queued than the live pods take in one batch
@@ -431,83 +597,126 @@ class KPAAutoscaler:
         cfg = self.cfg
         if not cfg.startup_aware:
             return None
-        if any(p.state == "starting" for p in live):
-            self._starting_seen[f.name] = now
-        seen = self._starting_seen.get(f.name)
-        if seen is None:
-            return None
-        holds = seen == now
-        if not holds and now - seen < cfg.stable_window:
-            holds = view.queue_length(f.name) > len(live) * self.batch
-        if not holds:
-            del self._starting_seen[f.name]
-            self._restart_history(f.name, now)  # do not replay the startup backlog
-            return None
-        lat = view.latency_s(f.model, self.batch, 100.0, 1.0)
-        mu = self.batch / (lat + self.overhead)
-        return cfg.target_per_pod / (cfg.target_utilization * mu)
+        seen = self._starting_seen
+        seen[fns[starting[fns] > 0]] = now
+        last = seen[fns]
+        holds = last == now
+        drain = ~holds & (now - last < cfg.stable_window)  # nan: False
+        if drain.any():
+            d = fns[drain]
+            holds[drain] = view.queued_counts(d) > serving[d] * self.batch
+        lift = fns[~np.isnan(last) & ~holds]
+        seen[lift] = np.nan
+        self.windows.restart(lift, now, counts)  # do not replay the startup backlog
+        return np.where(holds, self._per_rps.of(view)[fns], np.nan)
 
-    def _restart_history(self, function: str, now: float) -> None:
-        self.history[function] = ConcurrencyHistory(now, self.cfg.stable_window)
+    def _idle_at_zero(
+        self, view: ClusterView, fns: np.ndarray, draining: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
+        """Which of ``fns`` (functions at zero) have nothing queued and, if they still
+        have draining pods, nothing in flight. Asks the view only for functions that
+        got a request since they were last found idle."""
+        known = self._idle[fns] & (self._idle_arrived[fns] == counts[fns])
+        ask = fns[~known]
+        if ask.size:
+            idle = view.queued_counts(ask) == 0
+            pods = draining[ask] > 0
+            busy = ask[idle & pods]
+            if busy.size:
+                idle[idle & pods] = view.in_flight_counts(busy) == 0
+            self._idle[ask] = idle
+            self._idle_arrived[ask] = counts[ask]
+            known[~known] = idle
+        return known
 
     def decide(self, now: float, view: ClusterView) -> list[Action]:
+        """At a tick every eligible function, at a wake those without live pods that got
+        a request since the previous call: collect, decide, act where the count changes
+        (module docstring)."""
         cfg = self.cfg
-        first = not self._started
-        self._started = True
-        tick = now >= self._next_tick - EPS
-        if tick:
-            self._next_tick = now + cfg.tick
-        by_fn: dict[str, list[PodInfo]] = {}
-        used_gpus: set[int] = set()
-        for p in view.pods():
-            by_fn.setdefault(p.function, []).append(p)
-            if p.gpu is not None:
-                used_gpus.add(p.gpu)
-        if self._n_gpus is None:
-            self._n_gpus = len(view.gpus())
-        free = self._n_gpus - len(used_gpus)  # whole GPUs without any pod
-        actions: list[Action] = []
-        prev, self._prev_call = self._prev_call, now
-        for f in view.functions():
-            pods = by_fn.get(f.name, [])
-            live = [p for p in pods if p.state != "draining"]
-            if not tick and (live or view.arrivals(f.name, prev, now) == 0):
-                continue  # an off-tick wake serves functions at zero that just got traffic
-            dec = self.deciders.get(f.name)
-            if dec is None:
-                if cfg.active_only and view.total_arrivals(f.name) == 0:
-                    continue
-                n_ready = sum(1 for p in live if p.state == "ready")
-                dec = self.deciders[f.name] = KPADecider(cfg, now, n_ready)
-                self._restart_history(f.name, now)
-            if not live and not dec.in_panic and cfg.min_pods == 0:
-                if view.queue_length(f.name) == 0 and (not pods or view.in_flight(f.name) == 0):
-                    continue  # idle at zero: nothing to decide (saves work on big traces)
-                if view.concurrency(f.name, now - cfg.stable_window, now) == 0.0:
-                    self._restart_history(f.name, now)  # traffic after an empty window
-            warm = cfg.min_pods if first and cfg.prewarm_min else 0
-            if warm and not live:
-                # prewarm_min: the revision was deployed (and idle) before the trace
-                # starts, so its min_scale pods are already there and serving; the
-                # autoscaler has no metric data yet, so it changes nothing (the activator
-                # floor of a function at zero does not apply).
-                acts = actuate(f.name, warm, pods, free, self.batch, warm)
-                free -= len(acts)
-                actions.extend(acts)
-                # ... and its metric history holds the idle stable window before t = 0
-                self.history[f.name] = ConcurrencyHistory.idle(now, cfg.stable_window)
-                continue
-            cap = self._startup_cap(view, f, live, now)
-            history = self.history[f.name]
-            if live and history.origin >= now:
-                continue  # the history restarts now: no data yet, no change (Knative)
-            m = collect(view, f.name, now, cfg, pods, history, cap)
-            ready = m.ready + m.starting if cfg.startup_aware else m.ready
-            desired = dec.decide(now, m.stable, m.panic, ready, len(live))
-            acts = actuate(f.name, desired, pods, free, self.batch)
-            free -= sum(1 for a in acts if isinstance(a, CreatePod))
-            actions.extend(acts)
-        return actions
+        if self._n < 0:
+            self._setup(view)
+        first, self._first = self._first, False
+        fresh = view.arrival_counts(self._previous)  # arrivals since the previous call
+        self._previous = now
+        counts = self._arrived = self._arrived + fresh  # arrivals up to now
+        starting, ready = view.pod_counts("starting"), view.pod_counts("ready")
+        serving = starting + ready
+        if view.cause is Call.TICK:
+            fns = self._active
+        else:  # a wake serves functions at zero that just got traffic
+            fns = ((fresh > 0) & (serving == 0) & self._eligible).nonzero()[0]
+        if self._undecided:
+            new = fns[~self._decided[fns]]
+            self._undecided -= new.size
+            self._decided[new] = True
+            self.deciders.start(new, now, ready[new])
+            self.windows.restart(new, now, counts)
+        if cfg.min_pods == 0:
+            zero = (serving[fns] == 0) & ~self.deciders.in_panic(fns)
+            if np.count_nonzero(zero):
+                z = fns[zero]
+                idle = self._idle_at_zero(view, z, view.pod_counts("draining"), counts)
+                busy = z[~idle]
+                if busy.size:
+                    t0 = now - cfg.stable_window
+                    quiet = view.in_system_seconds(busy, t0, now) / (now - t0) == 0.0
+                    self.windows.restart(busy[quiet], now, counts)  # traffic after a quiet window
+                fns = np.concatenate([fns[~zero], busy])
+                fns.sort()
+            self._idle[fns] = False
+        actions: list[tuple[int, int, int]] = []  # (function, desired, warm)
+        warm = cfg.min_pods if first and cfg.prewarm_min else 0
+        if warm:
+            # prewarm_min: the revision was deployed (and idle) before the trace starts,
+            # so its min_scale pods are already there and serving; the autoscaler has no
+            # metric data yet, so it changes nothing (the activator floor of a function at
+            # zero does not apply) ...
+            cold = serving[fns] == 0
+            w = fns[cold]
+            actions.extend((int(i), warm, warm) for i in w)
+            # ... and its metric history holds the idle stable window before t = 0
+            before = view.arrival_counts(-math.inf, now - cfg.stable_window)
+            self.windows.idle(w, now, counts, before)
+            fns = fns[~cold]
+        per_rps = self._startup_cap(view, fns, starting, serving, now, counts)
+        # a history that restarts now has no data yet: no change (Knative)
+        fresh_history = (serving[fns] > 0) & (self.windows.origin[fns] >= now)
+        if np.count_nonzero(fresh_history):
+            fns = fns[~fresh_history]
+            per_rps = None if per_rps is None else per_rps[~fresh_history]
+        if fns.size:
+            at_zero = serving[fns] == 0
+            stable, panic = collect(view, self.windows, fns, now, counts, cfg, at_zero, per_rps)
+            pods_in = ready[fns] + starting[fns] if cfg.startup_aware else ready[fns]
+            desired = self.deciders.decide(fns, now, stable, panic, pods_in, serving[fns])
+            act = desired != serving[fns]
+            actions.extend((int(i), int(d), 0) for i, d in zip(fns[act], desired[act], strict=True))
+        return self._actuate(view, sorted(actions), serving) if actions else []
+
+    def _actuate(
+        self, view: ClusterView, todo: list[tuple[int, int, int]], serving: np.ndarray
+    ) -> list[Action]:
+        """The actions for ``todo`` ((function, desired, warm) by function index): new
+        pods up to the GPUs without any pod, or deletions."""
+        grow = sum(max(0, d - int(serving[i])) for i, d, _ in todo)
+        if not grow:
+            free = 0
+        else:
+            # every pod holds at most one GPU: at least this many GPUs hold no pod
+            free = self._n_gpus - int(sum(view.pod_counts(s).sum() for s in POD_STATES))
+            if grow > free:  # the cap may bind: count the GPUs without a pod
+                free = self._n_gpus - len({p.gpu for p in view.pods() if p.gpu is not None})
+        out: list[Action] = []
+        for i, desired, warm in todo:
+            have = int(serving[i])
+            if desired > have:
+                n = min(desired - have, max(0, free))
+                free -= n
+                out.extend(create_pods(self._names[i], n, self.batch, warm))
+            else:
+                out.extend(delete_pods(view.pods_of(i), desired))
+        return out
 
 
 def build(cfg: KPAConfig, cluster_cfg: ClusterConfig) -> KPAAutoscaler:
