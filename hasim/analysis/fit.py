@@ -16,12 +16,13 @@ mean of the simulated replays of that group (as ``validate.spread`` and the targ
 define them),
 
     outside(s) = max(0, ln(s / (1.15 hi))) + max(0, ln(0.85 lo / s))
-    term = outside(s) + LAMBDA x |ln(s / gm)|        (gm: geometric mean of the runs)
+    term = [outside(s) > 0] + outside(s) + LAMBDA x |ln(s / gm)|   (gm: geometric mean)
 
-summed over groups and metrics: zero inside the real range widened by 15 % except for
-a small pull (LAMBDA) towards the runs' centre, which keeps the optimum unique. The
-distances are not squared: a target that no parameter can reach (a mechanism the
-simulator lacks) must not buy a small improvement with many targets lost elsewhere. Data
+summed over groups and metrics: first the number of targets missed (the issue's
+targets: inside the real range widened by 15 %), then how far outside, then a small pull
+(LAMBDA) towards the runs' centre, which keeps the optimum unique. The distances are not
+squared: a target that no parameter can reach (a mechanism the simulator lacks) must not
+buy a small improvement with many targets lost elsewhere. Data
 that VALIDATION.md section 7 marks as broken is left out (``validate.EXCLUDED``).
 
 Leave-one-run-out: every parameter vector the fit evaluated is kept with its replay
@@ -195,7 +196,7 @@ def group_terms(
                     "real_hi": hi,
                     "sim": s,
                     "met": out == 0.0,
-                    "term": out + LAMBDA * abs(math.log(s / gm)),
+                    "term": float(out > 0) + out + LAMBDA * abs(math.log(s / gm)),
                 }
             )
     return pd.DataFrame(rows)
