@@ -40,6 +40,8 @@ from hasim.errors import InputError
 from hasim.perf.common import lognormal_noise
 
 NOISE_BLOCK = 8192
+FEW = 4  # leave times of at most this many new batches are filled one request at a time
+FEW_SUM = 7  # request-seconds of at most this many requests summed in Python (exact)
 FAILED_REASON = "pod_removed"  # drop-log reason of requests sent to a removed pod
 # the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
 # left to the loop, which then takes IDLE_COOL steps before trying again; the chunk
@@ -261,7 +263,9 @@ class FunctionQueue:
             self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
         leave = self._leave
         nb = len(self.b_first)
-        if self._mat_b < nb:
+        if 0 < nb - self._mat_b <= FEW:
+            self._materialize_few(nb)
+        elif self._mat_b < nb:
             idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
             t = np.asarray(self.b_end[self._mat_b :])[run] + self.request_delay(idx)
             leave[idx] = t
@@ -280,6 +284,25 @@ class FunctionQueue:
             self._note_sojourn(t - self.arrivals[idx])
             self._mat_d = len(self.d_first)
         return leave
+
+    def _materialize_few(self, nb: int) -> None:
+        """``leave_times`` for a few new batches, one request at a time: the same sums as
+        the array path (batch end + the request's delay), without its fixed cost."""
+        leave, batch_of, arr = self._leave, self._batch_of, self._arr
+        assert leave is not None and batch_of is not None
+        delays, delay, top = self._delays, self.delay, self._max_sojourn
+        for b in range(self._mat_b, nb):
+            f = self.b_first[b]
+            end = self.b_end[b]
+            for i in range(f, f + self.b_n[b]):
+                t = end + (delay if delays is None else delays[i])
+                leave[i] = t
+                batch_of[i] = b
+                s = t - arr[i]
+                if top < s < math.inf:
+                    top = s
+        self._max_sojourn = top
+        self._mat_b = nb
 
     def batch_of(self) -> np.ndarray:
         """Per request, the index of its batch in the batch log (-1: none yet, or
@@ -328,6 +351,15 @@ class FunctionQueue:
         leave = self.leave_times()
         lo = self._oldest_in_system(t0, max(t1, self.synced_to))
         hi = bisect_right(self._arr, t1)
+        if hi - lo <= FEW_SUM:
+            # a few requests: numpy's sum of fewer than 8 numbers is this sequential sum
+            arr, total = self._arr, 0.0
+            for i in range(lo, hi):
+                e, a = leave[i], arr[i]
+                x = (e if e <= t1 else t1) - (a if a > t0 else t0)  # nan (queued): t1
+                if x > 0.0:
+                    total += x
+            return float(total)
         a = self.arrivals[lo:hi]
         e = np.nan_to_num(leave[lo:hi], nan=np.inf)
         return float(np.clip(np.minimum(e, t1) - np.maximum(a, t0), 0.0, None).sum())
@@ -371,6 +403,8 @@ class FunctionQueue:
             return
         if self.head >= len(self._arr):
             return
+        if not self.event_driven and self._arr[self.head] > until:
+            return  # the queue head has not arrived: no batch can start by then
         if (
             self.fast_paths
             and len(servers) == 1
