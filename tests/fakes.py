@@ -171,8 +171,17 @@ class FakeCluster:
     def add_pod(
         self, function: str, sm: float, quota: float, gpu: int, row: int, batch: int = 4
     ) -> Pod:
-        """A ready pod placed by hand."""
+        """A ready pod placed by hand in row ``row`` of GPU ``gpu``."""
+        p = self._new_pod(function, sm, quota, batch, PodState.READY, self.now)
+        self.gpu_objs[gpu].add(p, row)
+        return p
+
+    def _new_pod(
+        self, function: str, sm: float, quota: float, batch: int, state: PodState, t: float
+    ) -> Pod:
+        """A pod created at ``t`` (s), ready then or starting (until a later ``step``)."""
         pid = len(self.pod_objs)
+        ready_at = t if state is PodState.READY else math.inf
         p = Pod(
             pid,
             function,
@@ -181,11 +190,10 @@ class FakeCluster:
             quota,
             batch,
             MEM_MB,
-            self.now,
-            state=PodState.READY,
-            ready_at=self.now,
+            t,
+            state=state,
+            ready_at=ready_at,
         )
-        self.gpu_objs[gpu].add(p, row)
         self.pod_objs[pid] = p
         return p
 
@@ -291,21 +299,7 @@ class FakeCluster:
     ) -> Pod:
         """A pod placed by hand as the box ``rect`` on GPU ``gpu`` (ready, or starting
         until a later ``step``), created at ``created`` (s; default now)."""
-        pid = len(self.pod_objs)
         t = self.now if created is None else created
-        ready = state is PodState.READY
-        p = Pod(
-            pid,
-            function,
-            self.model.get(function, "resnet50"),
-            sm,
-            quota,
-            batch,
-            MEM_MB,
-            t,
-            state=state,
-            ready_at=t if ready else math.inf,
-        )
+        p = self._new_pod(function, sm, quota, batch, state, t)
         self.gpu_objs[gpu].add_rect(p, rect)
-        self.pod_objs[pid] = p
         return p
