@@ -59,7 +59,7 @@ from hasim.autoscale.base import Action, Call, ClusterView, CreatePod, DeletePod
 from hasim.autoscale.kit import CAPACITY_RULES, capacity_rps, deletion_order, live, require
 from hasim.cluster.gpu import rect_width
 from hasim.cluster.models import model_facts
-from hasim.cluster.placement import RectPacker
+from hasim.cluster.placement import RectBins, RectPacker
 from hasim.cluster.pod import validate_pod_request
 from hasim.config.schema import ClusterConfig
 
@@ -152,6 +152,7 @@ class DeployedFaSTGShareAutoscaler:
         self.overhead_s = cluster.overhead
         self._fn: dict[str, np.ndarray] | None = None  # per-function constants
         self._below_since = np.empty(0)
+        self._bins = RectBins()  # the GPUs' packings, kept between decisions
 
     def config_of(self, model: str) -> tuple[float, float]:
         """(SM %, quota) of ``model``'s pods."""
@@ -184,7 +185,7 @@ class DeployedFaSTGShareAutoscaler:
         const = self._constants(view)
         current = view.pod_counts("starting") + view.pod_counts("ready")
         fns = view.functions()
-        packer = RectPacker(view.gpus)
+        packer = self._bins.packer(view)
         actions: list[Action] = []
         if view.cause is Call.WAKE:
             # first pods of functions without any that just got requests

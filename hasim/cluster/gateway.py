@@ -29,8 +29,9 @@ known only as the client sends: it starts batches one instant at a time (``_limi
 
 from __future__ import annotations
 
+import heapq
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -530,7 +531,8 @@ class FunctionQueue:
         return j, float(end[j - 1])
 
     def _advance_many(self, until: float) -> None:
-        """``advance`` in general: several pods, batch-fill waits, kernel mode."""
+        """``advance`` in general: several pods, batch-fill waits, kernel mode. The pod
+        free the longest (ties: the lowest id) comes from a heap of (free at, pod id)."""
         servers = self.servers
         arr = self._arr
         n = len(arr)
@@ -542,14 +544,13 @@ class FunctionQueue:
         noise, ni = self._noise, self._noise_i
         event_driven = self.event_driven
         single = servers[0] if len(servers) == 1 else None
+        heap: list[tuple[float, int, Server]] = []
+        if single is None:
+            heap = [(s.free_at, s.pod_id, s) for s in servers]
+            heapq.heapify(heap)
+        busy = self._busy_ends() if self._slots_full else None
         while head < n:
-            if single is not None:
-                srv = single
-            else:
-                srv = servers[0]
-                for s in servers:
-                    if s.free_at < srv.free_at:
-                        srv = s
+            srv = single if single is not None else heap[0][2]
             t_free = srv.free_at
             if t_free > until:
                 break
@@ -586,8 +587,9 @@ class FunctionQueue:
                 noise, ni = self._noise, 0
             gpu_s = srv.table[nb] * noise[ni]
             ni += 1
-            if self._slots_full and srv.slot is not None:
-                gpu_s += self._slot_wait(srv, start)
+            if busy is not None and srv.slot is not None:
+                gpu_s += self._slot_wait(srv, start, busy[srv.slot[0]])
+            old = t_free
             if event_driven:  # the batch's end comes from its GPU's scheduler later
                 self.head = k
                 self._noise_i = ni
@@ -596,18 +598,35 @@ class FunctionQueue:
                 head = k
                 if self._limit < until:
                     until = self._limit
-                continue
-            end = start + gpu_s + overhead
-            b_first(head)
-            b_n(nb)
-            b_start(start)
-            b_end(end)
-            b_pod(srv.pod_id)
-            srv.free_at = end
-            srv.last_n = nb
-            head = k
+            else:
+                end = start + gpu_s + overhead
+                b_first(head)
+                b_n(nb)
+                b_start(start)
+                b_end(end)
+                b_pod(srv.pod_id)
+                srv.free_at = end
+                srv.last_n = nb
+                head = k
+            if single is None:
+                heapq.heapreplace(heap, (srv.free_at, srv.pod_id, srv))
+            if busy is not None and srv.slot is not None:
+                ends = busy[srv.slot[0]]
+                ends.remove(old)
+                insort(ends, srv.free_at)
         self.head = head
         self._noise_i = ni
+
+    def _busy_ends(self) -> dict[int, list[float]]:
+        """Per GPU, the sorted free times (s) of this function's pods on it (for the slot
+        wait: those free later than a batch's start are busy then)."""
+        out: dict[int, list[float]] = {}
+        for s in self.servers:
+            if s.slot is not None:
+                out.setdefault(s.slot[0], []).append(s.free_at)
+        for ends in out.values():
+            ends.sort()
+        return out
 
     def _start(self, srv: Server, first: int, nb: int, start: float, gpu_s: float) -> None:
         """Event-driven mode: start a batch of ``nb`` requests from ``first`` at ``start``
@@ -618,17 +637,13 @@ class FunctionQueue:
         """Event-driven mode: call ``advance(t)`` at simulated time ``t`` (s)."""
         raise NotImplementedError
 
-    def _slot_wait(self, srv: Server, start: float) -> float:
+    def _slot_wait(self, srv: Server, start: float, ends: list[float]) -> float:
         """Slot contention in batch mode (``slot_wait_s``): the pods of this function on
-        ``srv``'s GPU busy at ``start`` (s), ``srv`` included, against the pods of its SM
-        size the GPU runs at once. Pods of other functions on the GPU are not counted
-        (kernel mode schedules them all)."""
-        gpu, slots, token = srv.slot  # type: ignore[misc]
-        busy = 1 + sum(
-            1
-            for s in self.servers
-            if s is not srv and s.slot is not None and s.slot[0] == gpu and s.free_at > start
-        )
+        ``srv``'s GPU busy at ``start`` (s; ``ends``: their sorted free times), ``srv``
+        included, against the pods of its SM size the GPU runs at once. Pods of other
+        functions on the GPU are not counted (kernel mode schedules them all)."""
+        _, slots, token = srv.slot  # type: ignore[misc]
+        busy = 1 + len(ends) - bisect_right(ends, start)
         return slot_wait_s(busy, slots, token)
 
     def add_stale(self, until: float) -> None:

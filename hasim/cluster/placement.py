@@ -255,8 +255,10 @@ class _CachedRectPacker(RectPacker):
         mem = view.gpu_mem_free_mb(np.array(ids, dtype=np.int64)).tolist()
         self.mem_free.update(zip(ids, mem, strict=True))
 
-    def place(self, w: int, h: int, mem_mb: float) -> tuple[int, Box] | None:
-        spot = super().place(w, h, mem_mb)
+    def place(
+        self, w: int, h: int, mem_mb: float, prefer: Sequence[int] = ()
+    ) -> tuple[int, Box] | None:
+        spot = super().place(w, h, mem_mb, prefer)
         if spot is not None:
             gid, box = spot
             hit = self._cache.get(gid)
