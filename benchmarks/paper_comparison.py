@@ -162,7 +162,12 @@ def main() -> None:
         for p in ("fastgshare", "timeshare"):
             key = f"sat_{p}"
             summaries[key], wall = _run(
-                ["experiment=paper/saturation", f"autoscaler={p}", f"run={p}", *calibrated(p, cal)]
+                [
+                    "experiment=paper/saturation",
+                    f"autoscaler={p}",
+                    f"run={p}",
+                    *calibrated(key, cal),
+                ]
             )
             print(_line(key, summaries[key], wall), flush=True)
     print()
