@@ -137,3 +137,22 @@ def test_fit_recovers_a_known_overhead_from_synthetic_runs(tmp_path):
     assert loaded["has"] == [f"cluster.overhead={res.values['overhead_s']!r}"]
     assert loaded["kserve"] == []
     assert fit.load_calibration(tmp_path / "absent.yaml") == {}
+
+
+def test_failed_requests_enter_the_loss_except_for_kserve():
+    table = pd.DataFrame(
+        {
+            "system": ["has", "fastgshare", "kserve"],
+            "run": ["1", "1", "1"],
+            "model": "m",
+            **{f"real_{m}": [1.0, 1.0, 1.0] for m in fit.METRICS},
+            **{f"sim_{m}": [1.0, 1.0, 1.0] for m in fit.METRICS},
+            "real_failed_rate": [0.0, 0.06, 0.2],
+            "sim_failed_rate": [0.0, 0.16, 0.0],
+        }
+    )
+    terms = fit.failure_terms(table).set_index("system")
+    assert set(terms.index) == {"has", "fastgshare"}  # KServe's 500s are not modelled
+    assert terms.loc["fastgshare", "term"] == pytest.approx(fit.FAIL_WEIGHT * 0.1)
+    base = fit.loss(table.drop(columns=["real_failed_rate", "sim_failed_rate"]), {})
+    assert fit.loss(table, {}) == pytest.approx(base + fit.FAIL_WEIGHT * 0.1)

@@ -18,7 +18,10 @@ define them),
     outside(s) = max(0, ln(s / (1.15 hi))) + max(0, ln(0.85 lo / s))
     term = [outside(s) > 0] + outside(s) + LAMBDA x |ln(s / gm)|   (gm: geometric mean)
 
-summed over groups and metrics: first the number of targets missed (the issue's
+summed over groups and metrics, plus FAIL_WEIGHT x |simulated - real fraction of
+requests that failed| per (system, model) of HAS-GPU and FaST-GShare (KServe's HTTP 500s
+are not modelled), so that no parameter buys latency by failing requests the real system
+answered; first the number of targets missed (the issue's
 targets: inside the real range widened by 15 %), then how far outside, then a small pull
 (LAMBDA) towards the runs' centre, which keeps the optimum unique. The distances are not
 squared: a target that no parameter can reach (a mechanism the simulator lacks) must not
@@ -56,6 +59,8 @@ from hasim.paths import conf_dir
 METRICS = ("latency_mean_s", "latency_p95_s", "gpu_share_mean")
 WIDEN = 0.15  # the targets' widening of the real range, each side
 LAMBDA = 0.05  # pull towards the runs' geometric mean
+FAIL_WEIGHT = 10.0  # loss per unit of failed-request fraction off the real one
+FAIL_SYSTEMS = ("has", "fastgshare")  # KServe's HTTP 500s are not modelled
 ALL = ("has", "fastgshare", "kserve")
 DEFAULT_FILE = "calibration/has_gpu_v100.yaml"
 
@@ -202,10 +207,24 @@ def group_terms(
     return pd.DataFrame(rows)
 
 
+def failure_terms(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (system, model) of FAIL_SYSTEMS: the real and simulated fractions of requests
+    that failed (means over the runs) and the loss term FAIL_WEIGHT x |difference|."""
+    if "real_failed_rate" not in table or "sim_failed_rate" not in table:
+        return pd.DataFrame(columns=["system", "model", "real", "sim", "term"])
+    t = table[table["system"].isin(FAIL_SYSTEMS)]
+    g = t.groupby(["system", "model"], sort=True)[["real_failed_rate", "sim_failed_rate"]]
+    out = g.mean().dropna().reset_index()
+    out.columns = ["system", "model", "real", "sim"]
+    out["term"] = FAIL_WEIGHT * (out["sim"] - out["real"]).abs()
+    return out
+
+
 def loss(table: pd.DataFrame, excluded: dict[tuple[str, str], tuple[str, ...]]) -> float:
     """The fit's loss of a replay table (module docstring)."""
     terms = group_terms(table, excluded)
-    return float(terms["term"].sum()) if len(terms) else 0.0
+    total = float(terms["term"].sum()) if len(terms) else 0.0
+    return total + float(failure_terms(table)["term"].sum())
 
 
 @dataclass
@@ -457,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in chosen:
         print(f"  {p.name:24s} {res.values[p.name]:.4g}   ({p.help})")
     print(group_terms(table, excluded).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nfailed requests (fraction; KServe's 500s are not modelled):")
+    print(failure_terms(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if res.loro is not None and len(res.loro):
         print("\nleave-one-run-out relative errors:")
         print(res.loro.to_string(index=False, float_format=lambda v: f"{v:+.3f}"))

@@ -196,6 +196,7 @@ def real_run_metrics(
         "sent": int(len(d)),  # the client records sent requests only
         "client_s": _client_span(d),
         "success_rate": float(ok.mean()) if len(d) else float("nan"),
+        "failed_rate": float(1.0 - ok.mean()) if len(d) else float("nan"),
         "latency_mean_s": float(lat.mean()),
         "latency_p95_s": float(np.percentile(lat, 95)),
         "latency_p99_s": float(np.percentile(lat, 99)),

@@ -65,6 +65,7 @@ METRICS = [
     "gpu_share_mean",
     "client_s",
     "sent",
+    "failed_rate",
 ]
 CLIENTS = ("open", "threadpool", "replay")
 
@@ -176,6 +177,7 @@ def simulate(
     out["client"] = str(r.config["workload"].get("client", "open"))
     out["requests"] = int(s["requests_total"])
     out["sent"] = int(len(req))
+    out["failed_rate"] = float(failed.mean()) if len(req) else 0.0  # errors, timeouts
     out["unsent"] = int(s["requests_total"]) - int(len(req))
     out["window_s"] = float(s["window_s"])
     out["pods"] = int(s["pods_created"])
