@@ -530,18 +530,13 @@ def collect(
     ``at_zero`` (bool over ``fns``): no ready or starting pod at all. The activator then
     holds the requests and reports them at once: the instantaneous queued + in-flight
     count is a floor for both averages."""
-    windows.sample(view, fns, now, counts)
-    out = []
-    for window in (cfg.stable_window, cfg.panic_window):
-        c = windows.average(fns, now, window)
-        if per_rps is not None:
-            t0 = np.maximum(windows.origin[fns], now - window)
-            capped = ~np.isnan(per_rps) & (now > t0)
-            for start in np.unique(t0[capped]).tolist():
-                sel = capped & (t0 == start)
-                rate = view.arrival_counts(start, now)[fns[sel]] / (now - start)
-                c[sel] = np.minimum(c[sel], rate * per_rps[sel])
-        out.append(c)
+    if windows.restarted >= now and (windows.origin[fns] >= now).all():
+        # every history restarts now (a wake after a quiet window): no data, averages 0
+        out = [np.zeros(fns.size), np.zeros(fns.size)]
+    else:
+        windows.sample(view, fns, now, counts)
+        windows_s = (cfg.stable_window, cfg.panic_window)
+        out = [_average(view, windows, fns, now, w, per_rps) for w in windows_s]
     stable, panic = out
     if np.count_nonzero(at_zero):
         z = fns[at_zero]
@@ -549,6 +544,26 @@ def collect(
         stable[at_zero] = np.maximum(stable[at_zero], waiting)
         panic[at_zero] = np.maximum(panic[at_zero], waiting)
     return stable, panic
+
+
+def _average(
+    view: ClusterView,
+    windows: ConcurrencyWindows,
+    fns: np.ndarray,
+    now: float,
+    window: float,
+    per_rps: np.ndarray | None,
+) -> np.ndarray:
+    """``windows.average`` over ``window`` s, capped where ``per_rps`` says (``collect``)."""
+    c = windows.average(fns, now, window)
+    if per_rps is not None:
+        t0 = np.maximum(windows.origin[fns], now - window)
+        capped = ~np.isnan(per_rps) & (now > t0)
+        for start in np.unique(t0[capped]).tolist():
+            sel = capped & (t0 == start)
+            rate = view.arrival_counts(start, now)[fns[sel]] / (now - start)
+            c[sel] = np.minimum(c[sel], rate * per_rps[sel])
+    return c
 
 
 # ---- actuation ----------------------------------------------------------------------------

@@ -337,6 +337,14 @@ class FunctionQueue:
         request that has left did so within the longest sojourn seen so far, and
         ``_gone`` (monotone in ``now``) is the first request that had not left by
         ``now``. Call after ``leave_times()``."""
+        g = self._scan_gone(now)
+        if self._max_sojourn == -math.inf:
+            return g
+        return min(g, bisect_left(self._arr, t0 - self._max_sojourn))
+
+    def _scan_gone(self, now: float) -> int:
+        """``_gone`` brought to simulated time ``now`` (s): the first request that had not
+        left by then (the queue head at most)."""
         leave = self._leave
         assert leave is not None
         g, head = self._gone, self.head
@@ -348,9 +356,7 @@ class FunctionQueue:
             while g < head and leave[g] <= now:
                 g += 1
         self._gone = g
-        if self._max_sojourn == -math.inf:
-            return g
-        return min(g, bisect_left(self._arr, t0 - self._max_sojourn))
+        return g
 
     def concurrency_seconds(self, t0: float, t1: float) -> float:
         """Request-seconds spent in the system (queued or in service) during (t0, t1]:
@@ -370,11 +376,23 @@ class FunctionQueue:
         request-seconds."""
         self.advance(now)
         leave = self.leave_times()
-        lo = self._oldest_in_system(t0, self.synced_to)
-        hi = bisect_right(self._arr, now)
-        busy = self._gone < hi  # the first request that had not left by now arrived by now
+        arr, hi = self._arr, self.head  # requests up to the head have arrived by now ...
+        if hi < len(arr) and arr[hi] <= now:  # ... and so have those queued
+            hi = bisect_right(arr, now, hi)
+        elif hi and arr[hi - 1] > now:  # (a drop that ran ahead of now)
+            hi = bisect_right(arr, now)
+        g = self._scan_gone(self.synced_to)
+        busy = g < hi  # the first request that had not left by now arrived by now
         if now <= t0:
             return 0.0, busy
+        x = t0 - self._max_sojourn  # requests that arrived before x left by t0
+        if g >= hi - FEW_SUM and (hi <= FEW_SUM or arr[hi - FEW_SUM - 1] < x):
+            # _oldest_in_system is among the last few: found by a short scan
+            lo = max(0, hi - FEW_SUM)
+            while lo < g and arr[lo] < x:
+                lo += 1
+        else:
+            lo = min(g, bisect_left(arr, x))
         return self._seconds(leave, lo, hi, t0, now), busy
 
     def _seconds(self, leave: np.ndarray, lo: int, hi: int, t0: float, t1: float) -> float:
