@@ -59,6 +59,8 @@ def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.nda
     """Indices covered by runs (first, count) and, for each, the index of its run."""
     f = np.asarray(first, dtype=np.int64)
     c = np.asarray(counts, dtype=np.int64)
+    if c.sum() == c.size:  # runs of one (batches of one request)
+        return f, np.arange(c.size)
     run = np.repeat(np.arange(c.size), c)
     offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
     return f[run] + offset, run
@@ -318,7 +320,9 @@ class FunctionQueue:
 
     def _note_sojourn(self, sojourn: np.ndarray) -> None:
         if sojourn.size:
-            top = float(np.max(sojourn, initial=-math.inf, where=np.isfinite(sojourn)))
+            top = float(sojourn.max())
+            if not math.isfinite(top):  # (kernel mode: batches still running)
+                top = float(np.max(sojourn, initial=-math.inf, where=np.isfinite(sojourn)))
             if top > self._max_sojourn:
                 self._max_sojourn = top
 
