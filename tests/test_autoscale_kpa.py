@@ -407,6 +407,122 @@ def test_windows_of_many_functions_equal_one_at_a_time():
             assert got.tolist() == want
 
 
+class RequestView:
+    """A view over explicit requests (arrival, leave) per function: the request-seconds
+    over (t0, now] summed request by request, busy when one that arrived by now has
+    not left."""
+
+    def __init__(self, requests: list[list[tuple[float, float]]]) -> None:
+        self.requests = requests
+        self.now = 0.0
+        self.asked = 0
+
+    def counts(self) -> np.ndarray:
+        return np.array([sum(a <= self.now for a, _ in r) for r in self.requests])
+
+    def in_system_since(self, fns, t0):
+        seconds, busy = [], []
+        for f, start in zip(fns.tolist(), np.broadcast_to(t0, fns.shape).tolist(), strict=True):
+            total = 0.0
+            for a, e in self.requests[f]:
+                x = min(e, self.now) - max(a, start) if a <= self.now else 0.0
+                total += x if x > 0.0 else 0.0
+            seconds.append(total)
+            busy.append(any(a <= self.now < e for a, e in self.requests[f]))
+        self.asked += fns.size
+        return np.array(seconds), np.array(busy, dtype=bool)
+
+
+class OneFunctionBuckets:
+    """The metric buckets of one function, one Python list, every sample a bucket (empty
+    ones too), every bucket asked of the view: the reference ConcurrencyWindows
+    reproduces bit for bit."""
+
+    def __init__(self, keep: float) -> None:
+        self.keep = keep
+        self.restart(0.0)
+
+    def restart(self, now: float) -> None:
+        self.origin = self.last = now
+        self.total = 0.0
+        self.buckets: list[tuple[float, float, float]] = []
+
+    def idle(self, now: float) -> None:
+        self.restart(now)
+        self.origin = now - self.keep
+        self.buckets = [(now - self.keep, now, 0.0)]
+
+    def sample(self, view: RequestView, f: int, now: float) -> None:
+        if self.last >= now:
+            return
+        span = now - self.last
+        rs = float(view.in_system_since(np.array([f]), self.last)[0][0]) / span * span
+        self.buckets.append((self.last, now, rs))
+        self.total += rs
+        self.last = now
+        while self.buckets[0][1] <= now - self.keep + 1e-9:
+            self.total -= self.buckets.pop(0)[2]
+
+    def average(self, now: float, window: float) -> float:
+        t0 = max(self.origin, now - window)
+        if not (now > t0 and self.buckets):
+            return 0.0
+        if window >= self.keep:
+            rs = self.total
+            b0, b1, brs = self.buckets[0]
+            if b0 < t0:
+                rs -= brs * (t0 - b0) / (b1 - b0)
+        else:
+            rs = 0.0  # newest first
+            for b0, b1, brs in reversed(self.buckets):
+                if b1 > t0:
+                    rs += brs * (b1 - t0) / (b1 - b0) if b0 < t0 else brs
+        return max(0.0, rs) / (now - t0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windows_equal_per_function_bucket_lists_bit_for_bit(seed):
+    """ConcurrencyWindows (empty buckets not stored, one log for all functions, quiet
+    functions not asked) gives exactly the averages of plain per-function bucket lists
+    over the same samples: ticks of all functions, wakes of a few, restarts, an idle
+    start, a small log that is compacted and grown."""
+    rng = np.random.default_rng(seed)
+    n, keep = 6, 60.0
+    requests = []
+    for f in range(n):
+        t, reqs = rng.uniform(0.0, 30.0), []
+        while t < 600.0:
+            reqs.append((t, t + rng.choice([0.05, 0.7, 3.0, 40.0]) * rng.uniform(0.5, 1.5)))
+            t += rng.exponential([0.3, 2.0, 15.0, 90.0, 5.0, 40.0][f])
+        requests.append(reqs)
+    view = RequestView(requests)
+    windows = ConcurrencyWindows(n, keep, capacity=4)
+    reference = [OneFunctionBuckets(keep) for _ in range(n)]
+    every = np.arange(n)
+    windows.idle(every[:2], 0.0, view.counts(), np.zeros(n, dtype=np.int64))
+    for f in range(2):
+        reference[f].idle(0.0)
+    now, asked, samples = 0.0, 0, 0
+    while now < 700.0:
+        now = round(now + float(rng.choice([2.0, 2.0, 0.37, 1.1])), 6)
+        view.now = now
+        fns = every if rng.random() < 0.6 else np.flatnonzero(rng.random(n) < 0.3)
+        restart = fns[rng.random(fns.size) < 0.03]
+        windows.restart(restart, now, view.counts())
+        for f in restart:
+            reference[f].restart(now)
+        before = view.asked
+        windows.sample(view, fns, now, view.counts())
+        asked += view.asked - before
+        for f in fns:
+            samples += reference[f].last < now
+            reference[f].sample(view, f, now)
+        for window in (6.0, keep):
+            got = windows.average(fns, now, window).tolist()
+            assert got == [reference[f].average(now, window) for f in fns]
+    assert asked < 0.7 * samples  # quiet functions were not asked
+
+
 def test_windows_match_the_simulation_view():
     """In a simulation the buckets reproduce view.concurrency over both windows."""
     from hasim.autoscale.static import StaticAutoscaler, StaticConfig

@@ -6,19 +6,20 @@ only for the functions whose replica count changes):
 
 1. **Collection** (``ConcurrencyWindows``, ``collect``): the time-weighted concurrency
    (requests queued or in service) of every function over the stable window and the
-   panic window. Each function keeps metric buckets (Knative's 1 s buckets, here one
+   panic window. Each function has metric buckets (Knative's 1 s buckets, here one
    per decision: the request-seconds in the system between two consecutive samples of
-   that function, from ``view.in_system_seconds``) in a ring buffer, for one stable
-   window. A window average is the buckets' sum over the window (a bucket cut by the
-   window's start counts pro rata) divided by its length. Windows start no earlier than
-   the function's metric history: t = 0, or the instant a function at zero gets
-   traffic after a stable window without any (Knative's buckets restart then and
-   average over the data they hold). A bucket is asked of the view only where it can
-   hold a request: not while the function has been quiet (an empty bucket and no
-   arrival since it began). At zero scale the requests wait in the activator, which
-   reports them at once: the instantaneous count (queued + in flight) is a floor for
-   both averages (the "poke", so the immediate tick at zero scale sees the request that
-   woke it).
+   that function, from ``view.in_system_since``), kept for one stable window in one
+   log for all functions (only the buckets that hold requests). A window average is
+   the buckets' sum over the window (a bucket cut by the window's start counts pro
+   rata) divided by its length. Windows start no earlier than the function's metric
+   history: t = 0, or the instant a function at zero gets traffic after a stable
+   window without any (Knative's buckets restart then and average over the data they
+   hold). A bucket is asked of the view only where it can hold a request: not while
+   the function has been quiet (an empty bucket, or nothing in the system at the end
+   of the last one, and no arrival since). At zero scale the requests wait in the
+   activator, which reports them at once: the instantaneous count (queued + in
+   flight) is a floor for both averages (the "poke", so the immediate tick at zero
+   scale sees the request that woke it).
 2. **Decision** (``KPADeciders``): a pure function of (time, stable concurrency, panic
    concurrency, ready pods, current pods) and its own state per function (panic start,
    the panic ratchet, the scale-to-zero clock). No simulation inside: Knative's
