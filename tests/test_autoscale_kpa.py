@@ -417,8 +417,9 @@ class RequestView:
         self.now = 0.0
         self.asked = 0
 
-    def counts(self) -> np.ndarray:
-        return np.array([sum(a <= self.now for a, _ in r) for r in self.requests])
+    def counts(self, t: float | None = None) -> np.ndarray:
+        t = self.now if t is None else t
+        return np.array([sum(a <= t for a, _ in r) for r in self.requests])
 
     def in_system_since(self, fns, t0):
         seconds, busy = [], []
@@ -484,8 +485,8 @@ class OneFunctionBuckets:
 def test_windows_equal_per_function_bucket_lists_bit_for_bit(seed):
     """ConcurrencyWindows (empty buckets not stored, one log for all functions, quiet
     functions not asked) gives exactly the averages of plain per-function bucket lists
-    over the same samples: ticks of all functions, wakes of a few, restarts, an idle
-    start, a small log that is compacted and grown."""
+    over the same samples: ticks of all functions, wakes of a few, restarts, idle
+    restarts, a small log that is compacted and grown."""
     rng = np.random.default_rng(seed)
     n, keep = 6, 60.0
     requests = []
@@ -508,9 +509,10 @@ def test_windows_equal_per_function_bucket_lists_bit_for_bit(seed):
         view.now = now
         fns = every if rng.random() < 0.6 else np.flatnonzero(rng.random(n) < 0.3)
         restart = fns[rng.random(fns.size) < 0.03]
-        windows.restart(restart, now, view.counts())
-        for f in restart:
-            reference[f].restart(now)
+        windows.restart(restart[::2], now, view.counts())
+        windows.idle(restart[1::2], now, view.counts(), view.counts(now - keep))
+        for k, f in enumerate(restart):
+            (reference[f].idle if k % 2 else reference[f].restart)(now)
         before = view.asked
         windows.sample(view, fns, now, view.counts())
         asked += view.asked - before

@@ -468,7 +468,7 @@ class ConcurrencyWindows:
 
     def average(self, fns: np.ndarray, now: float, window: float) -> np.ndarray:
         """Time-averaged concurrency (requests) of ``fns`` over
-        (max(origin, now - window), now]."""
+        (max(origin, now - window), now] (after ``sample`` at ``now`` for ``fns``)."""
         origin = self.origin[fns]
         t0 = np.maximum(origin, now - window)
         valid = (now > t0) & (self.last[fns] > origin)
@@ -482,15 +482,15 @@ class ConcurrencyWindows:
         """Per function of ``fns``: the part of its kept bucket that the window
         (max(origin, now - window), now] cuts off (0.0 where none is cut)."""
         lo, hi = self._kept, self._size
-        # a bucket of the current history starts at or after its origin: one cut by the
-        # window's start starts before now - window
+        # a kept bucket ends after now - window; one of the current history starts at or
+        # after its origin: one cut by the window's start starts before now - window
         at = lo + np.flatnonzero(self._b[0, lo:hi] < now - window)
         out = np.zeros(self.origin.size)
         if at.size:
             f = self._fn[0, at]
             t0 = np.maximum(self.origin[f], now - window)
             b0, b1 = self._b[0, at], self._b[1, at]
-            cut = b1 > t0  # (and not of an earlier history: those end by its origin)
+            cut = self._fn[1, at] == self._history[f]  # (not of an earlier history)
             part = self._b[2, at] * (t0 - b0) / (b1 - b0)
             out[f[cut]] = part[cut]
         return out[fns]
@@ -505,8 +505,7 @@ class ConcurrencyWindows:
         t0 = np.maximum(self.origin[f], now - window)
         b0, b1, rs = self._b[0, at:hi], self._b[1, at:hi], self._b[2, at:hi]
         terms = np.where(b0 < t0, rs * (b1 - t0) / (b1 - b0), rs)
-        if self.restarted > now - window:
-            terms[b1 <= t0] = 0.0  # of an earlier history
+        terms[self._fn[1, at:hi] != self._history[f]] = 0.0  # of an earlier history
         return np.bincount(f[::-1], terms[::-1], self.origin.size)[fns]
 
 

@@ -44,7 +44,7 @@ NOISE_BLOCK = 8192
 # them included) are filled one request at a time (cheaper than the array path below it)
 FEW = 48
 FEW_SUM = 7  # request-seconds of at most this many requests summed in Python (exact)
-SCAN = 16  # FunctionQueue._oldest_in_system: more started requests are checked as an array
+SCAN = 16  # FunctionQueue._scan_gone: more requests started since are checked as an array
 FAILED_REASON = "pod_removed"  # drop-log reason of requests sent to a removed pod
 # the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
 # left to the loop, which then takes IDLE_COOL steps before trying again; the chunk
