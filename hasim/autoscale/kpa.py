@@ -747,8 +747,9 @@ class KPAAutoscaler:
             self.windows.idle(w, now, counts, before)
             fns = fns[~cold]
         per_rps = self._startup_cap(view, fns, starting, serving, now, counts)
-        if self.windows.restarted >= now:
-            # a history that restarts now has no data yet: no change (Knative)
+        if self.windows.restarted >= now and view.cause is Call.TICK:
+            # a history that restarts now has no data yet: no change (Knative; a wake
+            # decides only for functions without pods)
             keep = (serving[fns] == 0) | (self.windows.origin[fns] < now)
             fns = fns[keep]
             per_rps = None if per_rps is None else per_rps[keep]
