@@ -120,6 +120,18 @@ class FakeCluster:
             [self.concurrency(self.specs[i].name, t0, t1) * max(0.0, t1 - t0) for i in fns]
         )
 
+    def in_system_since(
+        self, fns: np.ndarray, t0: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The request-seconds of ``in_system_seconds`` over (t0, now]; every function
+        counts as busy at ``now`` (the concurrency function says nothing about later)."""
+        starts = np.broadcast_to(t0, (len(fns),))
+        seconds = [
+            self.in_system_seconds(np.array([i]), s, self.now)[0]
+            for i, s in zip(fns, starts, strict=True)
+        ]
+        return np.array(seconds, dtype=float), np.ones(len(fns), dtype=bool)
+
     def queue_length(self, f: str) -> int:
         return self.queued.get(f, 0)
 

@@ -343,8 +343,9 @@ def test_windows_give_exact_window_averages():
             t0 = max(0.0, t - win)
             want = fc.concurrency("f0", t0, float(t))
             assert w.average(ONE, float(t), win)[0] == pytest.approx(want, abs=1e-12)
-    # buckets older than the stable window are dropped
-    assert w.buckets.front(ONE, "t0")[0] >= 100.0 - 2.0 - 60.0
+    # buckets older than the stable window are dropped: the requests on [10, 20) are
+    # out of (40, 100]
+    assert w.total[0] == pytest.approx(0.0, abs=1e-12)
     # a window start inside a bucket counts it pro rata
     fc2, w2 = step_cluster(), ConcurrencyWindows(1, 60.0)
     w2.restart(ONE, 0.0, fc2.arrival_counts(-math.inf))
@@ -383,9 +384,9 @@ def test_windows_of_many_functions_equal_one_at_a_time():
     n, rng = 6, np.random.default_rng(3)
     fc = step_cluster(n)
     alone = [step_cluster(n) for _ in range(n)]
-    many = ConcurrencyWindows(n, 60.0)
+    many = ConcurrencyWindows(n, 60.0, capacity=4)  # compacted and grown on the way
     many.restart(np.arange(n), 0.0, fc.arrival_counts(-math.inf))
-    single = [ConcurrencyWindows(n, 60.0) for _ in range(n)]
+    single = [ConcurrencyWindows(n, 60.0, capacity=4) for _ in range(n)]
     for i, s in enumerate(single):
         s.restart(np.array([i]), 0.0, alone[i].arrival_counts(-math.inf))
     t = 0.0
@@ -404,7 +405,124 @@ def test_windows_of_many_functions_equal_one_at_a_time():
             got = many.average(fns, t, win)
             want = [single[i].average(np.array([i]), t, win)[0] for i in fns]
             assert got.tolist() == want
-    assert many.buckets.capacity > 8
+
+
+class RequestView:
+    """A view over explicit requests (arrival, leave) per function: the request-seconds
+    over (t0, now] summed request by request, busy when one that arrived by now has
+    not left."""
+
+    def __init__(self, requests: list[list[tuple[float, float]]]) -> None:
+        self.requests = requests
+        self.now = 0.0
+        self.asked = 0
+
+    def counts(self, t: float | None = None) -> np.ndarray:
+        t = self.now if t is None else t
+        return np.array([sum(a <= t for a, _ in r) for r in self.requests])
+
+    def in_system_since(self, fns, t0):
+        seconds, busy = [], []
+        for f, start in zip(fns.tolist(), np.broadcast_to(t0, fns.shape).tolist(), strict=True):
+            total = 0.0
+            for a, e in self.requests[f]:
+                x = min(e, self.now) - max(a, start) if a <= self.now else 0.0
+                total += x if x > 0.0 else 0.0
+            seconds.append(total)
+            busy.append(any(a <= self.now < e for a, e in self.requests[f]))
+        self.asked += fns.size
+        return np.array(seconds), np.array(busy, dtype=bool)
+
+
+class OneFunctionBuckets:
+    """The metric buckets of one function, one Python list, every sample a bucket (empty
+    ones too), every bucket asked of the view: the reference ConcurrencyWindows
+    reproduces bit for bit."""
+
+    def __init__(self, keep: float) -> None:
+        self.keep = keep
+        self.restart(0.0)
+
+    def restart(self, now: float) -> None:
+        self.origin = self.last = now
+        self.total = 0.0
+        self.buckets: list[tuple[float, float, float]] = []
+
+    def idle(self, now: float) -> None:
+        self.restart(now)
+        self.origin = now - self.keep
+        self.buckets = [(now - self.keep, now, 0.0)]
+
+    def sample(self, view: RequestView, f: int, now: float) -> None:
+        if self.last >= now:
+            return
+        span = now - self.last
+        rs = float(view.in_system_since(np.array([f]), self.last)[0][0]) / span * span
+        self.buckets.append((self.last, now, rs))
+        self.total += rs
+        self.last = now
+        while self.buckets[0][1] <= now - self.keep + 1e-9:
+            self.total -= self.buckets.pop(0)[2]
+
+    def average(self, now: float, window: float) -> float:
+        t0 = max(self.origin, now - window)
+        if not (now > t0 and self.buckets):
+            return 0.0
+        if window >= self.keep:
+            rs = self.total
+            b0, b1, brs = self.buckets[0]
+            if b0 < t0:
+                rs -= brs * (t0 - b0) / (b1 - b0)
+        else:
+            rs = 0.0  # newest first
+            for b0, b1, brs in reversed(self.buckets):
+                if b1 > t0:
+                    rs += brs * (b1 - t0) / (b1 - b0) if b0 < t0 else brs
+        return max(0.0, rs) / (now - t0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_windows_equal_per_function_bucket_lists_bit_for_bit(seed):
+    """ConcurrencyWindows (empty buckets not stored, one log for all functions, quiet
+    functions not asked) gives exactly the averages of plain per-function bucket lists
+    over the same samples: ticks of all functions, wakes of a few, restarts, idle
+    restarts, a small log that is compacted and grown."""
+    rng = np.random.default_rng(seed)
+    n, keep = 6, 60.0
+    requests = []
+    for f in range(n):
+        t, reqs = rng.uniform(0.0, 30.0), []
+        while t < 600.0:
+            reqs.append((t, t + rng.choice([0.05, 0.7, 3.0, 40.0]) * rng.uniform(0.5, 1.5)))
+            t += rng.exponential([0.3, 2.0, 15.0, 90.0, 5.0, 40.0][f])
+        requests.append(reqs)
+    view = RequestView(requests)
+    windows = ConcurrencyWindows(n, keep, capacity=4)
+    reference = [OneFunctionBuckets(keep) for _ in range(n)]
+    every = np.arange(n)
+    windows.idle(every[:2], 0.0, view.counts(), np.zeros(n, dtype=np.int64))
+    for f in range(2):
+        reference[f].idle(0.0)
+    now, asked, samples = 0.0, 0, 0
+    while now < 700.0:
+        now = round(now + float(rng.choice([2.0, 2.0, 0.37, 1.1])), 6)
+        view.now = now
+        fns = every if rng.random() < 0.6 else np.flatnonzero(rng.random(n) < 0.3)
+        restart = fns[rng.random(fns.size) < 0.03]
+        windows.restart(restart[::2], now, view.counts())
+        windows.idle(restart[1::2], now, view.counts(), view.counts(now - keep))
+        for k, f in enumerate(restart):
+            (reference[f].idle if k % 2 else reference[f].restart)(now)
+        before = view.asked
+        windows.sample(view, fns, now, view.counts())
+        asked += view.asked - before
+        for f in fns:
+            samples += reference[f].last < now
+            reference[f].sample(view, f, now)
+        for window in (6.0, keep):
+            got = windows.average(fns, now, window).tolist()
+            assert got == [reference[f].average(now, window) for f in fns]
+    assert asked < 0.7 * samples  # quiet functions were not asked
 
 
 def test_windows_match_the_simulation_view():

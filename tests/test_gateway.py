@@ -93,3 +93,56 @@ def test_concurrency_and_in_flight_are_exact_for_requests_older_than_any_horizon
         started_not_left = ((np.arange(60) < q.head) & ~(leave <= now)).sum()
         assert q.in_flight(now) == started_not_left
     assert q.concurrency_seconds(2000.0, 2300.0) > 0.0  # the oldest waiting ones still count
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    gaps=st.lists(
+        st.one_of(st.floats(0.0, 0.3), st.just(0.0), st.floats(0.3, 20.0)), min_size=1, max_size=300
+    ),
+    lat=st.floats(0.001, 1.5),
+    pods=st.integers(1, 2),
+    timeout=st.one_of(st.none(), st.floats(0.05, 5.0)),
+    delay_cv=st.sampled_from([0.0, 0.5]),
+    step=st.floats(0.2, 5.0),
+    seed=st.integers(0, 5),
+)
+def test_in_system_is_advance_then_concurrency_seconds_and_knows_when_empty(
+    gaps, lat, pods, timeout, delay_cv, step, seed
+):
+    """``in_system(t0, now)`` gives the very number of ``advance(now)`` then
+    ``concurrency_seconds(t0, now)`` on a twin queue, and says busy exactly when some
+    request that arrived by ``now`` has not left by then; after an empty answer, the next
+    interval without arrivals holds 0 request-seconds."""
+    arr = np.cumsum(gaps)
+
+    def make() -> FunctionQueue:
+        rng = np.random.default_rng(seed)
+        q = FunctionQueue(
+            "f",
+            arr,
+            0.0,
+            timeout,
+            0.01,
+            0.02,
+            lambda n: rng.lognormal(0.0, 0.3, n),
+            delay_cv=delay_cv,
+            delay_rng=np.random.default_rng(seed + 1),
+        )
+        for p in range(pods):
+            q.add_server(p, 0.0, [0.0, lat, 1.2 * lat])
+        return q
+
+    fused, twin = make(), make()
+    t0, idle_at = 0.0, None
+    for now in np.arange(step, arr[-1] + 10.0, step).tolist():
+        got, busy = fused.in_system(t0, now)
+        twin.advance(now)
+        assert got == twin.concurrency_seconds(t0, now)
+        leave = twin.leave_times()
+        arrived = arr <= now
+        assert busy == bool((arrived & ~(leave <= now)).any())
+        if idle_at is not None and not ((arr > idle_at) & arrived).any():
+            assert got == 0.0  # empty since the previous answer, nothing arrived since
+        idle_at = None if busy else now
+        t0 = now

@@ -137,6 +137,15 @@ class ClusterView(Protocol):
         during (t0, t1] (t1 <= now): the integral of the function's concurrency."""
         ...
 
+    def in_system_since(
+        self, fns: np.ndarray, t0: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per function of ``fns``: the request-seconds spent queued or in service during
+        (t0, now] (float64, as ``in_system_seconds``; ``t0`` one time (s) for all or one
+        per function) and whether any request is in the system at ``now`` (bool; False
+        promises 0 request-seconds over any later interval without a new arrival)."""
+        ...
+
     def queued_counts(self, fns: np.ndarray) -> np.ndarray:
         """int64 per function of ``fns``: requests waiting at ``now``."""
         ...

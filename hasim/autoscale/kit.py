@@ -17,7 +17,7 @@ Shared here:
 * ``ModelTable``: per-model values (a capacity, a memory footprint) spread over the
   functions, for vectorised decisions.
 * ``Rings``: one FIFO of records per function over arrays, for sliding windows kept for
-  all functions at once (Knative's metric buckets).
+  all functions at once (Knative's recent decisions for the scale-down delay).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def last_true(pred: Callable[[int], bool], guess: float) -> int:
 # ---- per-function FIFOs over arrays ---------------------------------------------------------
 class Rings:
     """One FIFO of records per function, as ring buffers over arrays (for sliding windows
-    kept for all functions at once, e.g. Knative's metric buckets). Every record has the
+    kept for all functions at once, e.g. Knative's recent decisions). Every record has the
     float fields named at creation; the capacity grows as needed. ``fns`` arguments are
     int arrays of distinct function indices."""
 

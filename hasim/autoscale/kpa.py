@@ -6,19 +6,20 @@ only for the functions whose replica count changes):
 
 1. **Collection** (``ConcurrencyWindows``, ``collect``): the time-weighted concurrency
    (requests queued or in service) of every function over the stable window and the
-   panic window. Each function keeps metric buckets (Knative's 1 s buckets, here one
+   panic window. Each function has metric buckets (Knative's 1 s buckets, here one
    per decision: the request-seconds in the system between two consecutive samples of
-   that function, from ``view.in_system_seconds``) in a ring buffer, for one stable
-   window. A window average is the buckets' sum over the window (a bucket cut by the
-   window's start counts pro rata) divided by its length. Windows start no earlier than
-   the function's metric history: t = 0, or the instant a function at zero gets
-   traffic after a stable window without any (Knative's buckets restart then and
-   average over the data they hold). A bucket is asked of the view only where it can
-   hold a request: not while the function has been quiet (an empty bucket and no
-   arrival since it began). At zero scale the requests wait in the activator, which
-   reports them at once: the instantaneous count (queued + in flight) is a floor for
-   both averages (the "poke", so the immediate tick at zero scale sees the request that
-   woke it).
+   that function, from ``view.in_system_since``), kept for one stable window in one
+   log for all functions (only the buckets that hold requests). A window average is
+   the buckets' sum over the window (a bucket cut by the window's start counts pro
+   rata) divided by its length. Windows start no earlier than the function's metric
+   history: t = 0, or the instant a function at zero gets traffic after a stable
+   window without any (Knative's buckets restart then and average over the data they
+   hold). A bucket is asked of the view only where it can hold a request: not while
+   the function has been quiet (an empty bucket, or nothing in the system at the end
+   of the last one, and no arrival since). At zero scale the requests wait in the
+   activator, which reports them at once: the instantaneous count (queued + in
+   flight) is a floor for both averages (the "poke", so the immediate tick at zero
+   scale sees the request that woke it).
 2. **Decision** (``KPADeciders``): a pure function of (time, stable concurrency, panic
    concurrency, ready pods, current pods) and its own state per function (panic start,
    the panic ratchet, the scale-to-zero clock). No simulation inside: Knative's
@@ -76,7 +77,6 @@ many new pods as there are unused GPUs and retries at the next tick.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -223,49 +223,49 @@ class KPADeciders:
         max_up = np.ceil(cfg.max_scale_up_rate * ready_f - EPS)
         max_down = np.floor(ready_f / cfg.max_scale_down_rate + EPS)
         # (0 for a concurrency of 0: ceil(-EPS) is -0.0)
-        dspc = np.ceil(stable / self.target - EPS)
+        desired = np.minimum(np.maximum(np.ceil(stable / self.target - EPS), max_down), max_up)
         dppc = np.ceil(panic / self.target - EPS)
-        stable_pods = np.minimum(np.maximum(dspc, max_down), max_up)
-        panic_pods = np.minimum(np.maximum(dppc, max_down), max_up)
-        over = dppc / ready_f >= self.threshold - EPS
 
         # enter, or extend, the panic; leave it after more than a full stable window
         # below the threshold (Knative: strictly after panic time + stable window)
-        since = np.where(over, now, self.panic_time[fns])
+        since = self.panic_time[fns]
+        since[dppc / ready_f >= self.threshold - EPS] = now
         calm = now - since > cfg.stable_window + EPS
         since[calm] = np.nan
-        ratchet = np.where(calm, 0, self.max_panic_pods[fns])
-        panicking = ~np.isnan(since)
-        desired = np.where(panicking, np.maximum(stable_pods, panic_pods), stable_pods)
-        desired = desired.astype(np.int64)
-        grow = panicking & (desired > ratchet)
-        ratchet = np.where(grow, desired, ratchet)
-        desired = np.where(panicking, ratchet, desired)  # never scale down in panic
         self.panic_time[fns] = since
-        self.max_panic_pods[fns] = ratchet
-        return self._scaler(fns, now, desired, current)
+        self.max_panic_pods[fns[calm]] = 0
+        p = (~np.isnan(since)).nonzero()[0]
+        if p.size:  # the larger of the stable and panic pods, never below the ratchet
+            panic_pods = np.minimum(np.maximum(dppc[p], max_down[p]), max_up[p])
+            top = np.maximum(np.maximum(desired[p], panic_pods), self.max_panic_pods[fns[p]])
+            self.max_panic_pods[fns[p]] = top
+            desired[p] = top
+        return self._scaler(fns, now, desired.astype(np.int64), current)
 
     def _scaler(
         self, fns: np.ndarray, now: float, desired: np.ndarray, current: np.ndarray
     ) -> np.ndarray:
-        """The PodAutoscaler reconciler's part: delay, scale to zero, activation, bounds."""
+        """The PodAutoscaler reconciler's part: delay, scale to zero, activation, bounds
+        (``desired`` is changed in place)."""
         cfg = self.cfg
         if self._recent is not None:
             desired = self._delayed(fns, now, desired)
-        zero = desired == 0
-        gone = current == 0
-        since = self.zero_since[fns]
-        since[~zero | gone] = np.nan
-        if cfg.min_pods == 0:
+        if cfg.min_pods == 0:  # (otherwise zero_since stays nan)
+            zero = desired == 0
+            gone = current == 0
+            since = self.zero_since[fns]
+            since[~zero | gone] = np.nan
             wait = zero & ~gone
             since[wait & np.isnan(since)] = now
             # at most one pod for the rest of the grace period
-            desired = np.where(wait & (now - since < cfg.scale_to_zero_grace - EPS), 1, desired)
-        self.zero_since[fns] = since
-        desired = np.where(~zero & gone, np.maximum(desired, cfg.activation_scale), desired)
+            desired[wait & (now - since < cfg.scale_to_zero_grace - EPS)] = 1
+            self.zero_since[fns] = since
+        if cfg.activation_scale > 1:
+            up = (desired > 0) & (current == 0)
+            desired[up] = np.maximum(desired[up], cfg.activation_scale)
         if cfg.max_scale > 0:
             desired = np.minimum(desired, cfg.max_scale)
-        return np.maximum(desired, cfg.min_pods)
+        return np.maximum(desired, cfg.min_pods) if cfg.min_pods else desired
 
     def _delayed(self, fns: np.ndarray, now: float, desired: np.ndarray) -> np.ndarray:
         """The largest desired count of each function over the last scale_down_delay s."""
@@ -329,37 +329,58 @@ class KPADecider:
 class ConcurrencyWindows:
     """Every function's metric buckets (Knative's 1 s buckets, here one per decision): the
     request-seconds in the system over each interval between two samples of a function,
-    kept for one stable window (``keep`` s) in ring buffers. Window averages from them
-    equal the time-averaged concurrency over the same window (a bucket cut by the
-    window's start counts pro rata), at one view query per sampled function and
-    decision, and none while a function is quiet.
+    kept for one stable window (``keep`` s). Window averages from them equal the
+    time-averaged concurrency over the same window (a bucket cut by the window's start
+    counts pro rata), at one view query per sampled function and decision, and none
+    while a function is quiet.
+
+    Only buckets that hold request-seconds are stored: an empty one adds nothing to a
+    window's sum (nor, cut, its pro-rata part), so a sample that finds none only moves
+    the function's ``last``. The stored buckets of all functions form one log in the
+    order they were added (by end time), so a decision costs a few array operations
+    whatever the number of functions: the buckets that end inside a window are a
+    suffix of the log, summed per function with ``np.bincount`` newest first (the order
+    of the per-function sum, from 0.0); a bucket that leaves the stable window is taken
+    off its function's running ``total`` when that function is next sampled (oldest
+    first, after the new bucket is added: the same sequence of additions whatever the
+    other functions do).
 
     ``counts`` arguments are every function's arrivals up to now (int64, indexed like
-    the functions; ``view.arrival_counts(-inf)``): a function is quiet while its last
-    bucket held no request and nothing arrived since that bucket began.
+    the functions; ``view.arrival_counts(-inf)``): a function is quiet (its next bucket
+    is empty) while nothing arrived since ``quiet``, the start of its first empty bucket
+    or the last sample that found nothing in the system.
     """
 
-    def __init__(self, n: int, keep: float) -> None:
+    def __init__(self, n: int, keep: float, capacity: int = 1024) -> None:
         self.keep = keep  # s of buckets kept
         self.origin = np.zeros(n)  # s: each history starts here (nothing before counts)
-        self.last = np.zeros(n)  # s: end of the newest bucket
+        self.last = np.zeros(n)  # s: end of the newest bucket (== origin: none yet)
         self.total = np.zeros(n)  # request-seconds over all kept buckets
         self.quiet = np.full(n, np.nan)  # s: no request in the system since then (nan: busy)
+        self.restarted = -math.inf  # s: the latest restart of any history
         self._arrived_last = np.zeros(n, dtype=np.int64)  # arrivals up to ``last``
         self._arrived_quiet = np.zeros(n, dtype=np.int64)  # arrivals up to ``quiet``
-        self._busy_end = np.full(n, -np.inf)  # s: end of the newest bucket with a request
-        self.buckets = Rings(n, ("t0", "t1", "rs"))  # (s, s, request-seconds)
-        self._ends: list[float] = []  # s: bucket ends in use (for the panic window's width)
+        self._history = np.zeros(n, dtype=np.int64)  # restarts so far, per function
+        # the log: per bucket its function and history, start, end (s), request-seconds;
+        # ``_size`` used, ``_kept`` the first that has not left the stable window
+        self._fn = np.zeros((2, capacity), dtype=np.int64)
+        self._b = np.zeros((3, capacity))
+        self._size = self._kept = 0
+        # buckets that left the stable window while their function was not sampled:
+        # function, history, request-seconds (oldest first)
+        self._left = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
 
     def restart(self, fns: np.ndarray, now: float, counts: np.ndarray) -> None:
         """Start ``fns``' histories at ``now`` (s) with no bucket."""
+        if not fns.size:
+            return
         self.origin[fns] = now
         self.last[fns] = now
         self.total[fns] = 0.0
         self.quiet[fns] = np.nan
         self._arrived_last[fns] = counts[fns]
-        self._busy_end[fns] = -np.inf
-        self.buckets.clear(fns)
+        self._history[fns] += 1  # their logged buckets no longer count
+        self.restarted = now
 
     def idle(self, fns: np.ndarray, now: float, counts: np.ndarray, before: np.ndarray) -> None:
         """Histories whose last ``keep`` s before ``now`` held no request (one empty
@@ -369,92 +390,123 @@ class ConcurrencyWindows:
         self.origin[fns] = now - self.keep
         self.quiet[fns] = now - self.keep
         self._arrived_quiet[fns] = before[fns]
-        self.buckets.push(fns, t0=now - self.keep, t1=now, rs=0.0)
-        self._note_end(now)
 
     def sample(self, view: ClusterView, fns: np.ndarray, now: float, counts: np.ndarray) -> None:
-        """Add the bucket (last, now] of each of ``fns`` from ``view.in_system_seconds``
+        """Add the bucket (last, now] of each of ``fns`` from ``view.in_system_since``
         (nothing where ``now`` is not after its last bucket); no query for a quiet one."""
         fns = fns[self.last[fns] < now]
         if not fns.size:
             return
-        last = self.last[fns]
-        rs = np.zeros(fns.size)
-        ask = (np.isnan(self.quiet[fns]) | (counts[fns] != self._arrived_quiet[fns])).nonzero()[0]
+        quiet = self.quiet[fns]
+        ask = fns[np.isnan(quiet) | (counts[fns] != self._arrived_quiet[fns])]
         if ask.size:
-            starts = last[ask]
-            for t0 in np.unique(starts).tolist() if starts.min() < starts.max() else [starts[0]]:
-                sel = ask[starts == t0]
-                span = now - t0
-                # as a time-averaged concurrency times the bucket's length
-                rs[sel] = view.in_system_seconds(fns[sel], t0, now) / span * span
-        busy = rs != 0.0
-        # quiet from the start of the first empty bucket on
-        start = fns[~busy & np.isnan(self.quiet[fns])]
-        self.quiet[start] = self.last[start]
-        self._arrived_quiet[start] = self._arrived_last[start]
-        self.quiet[fns[busy]] = np.nan
-        self._busy_end[fns[busy]] = now
-        self.buckets.push(fns, t0=last, t1=now, rs=rs)
-        self.total[fns] += rs
+            t0 = self.last[ask]
+            span = now - t0
+            got, busy_now = view.in_system_since(ask, t0)
+            rs = got / span * span  # as a time-averaged concurrency times the bucket's length
+            full = rs != 0.0
+            # quiet from the start of the first empty bucket on ...
+            empty = ask[~full & np.isnan(self.quiet[ask])]
+            self.quiet[empty] = self.last[empty]
+            self._arrived_quiet[empty] = self._arrived_last[empty]
+            add = ask[full]
+            self.quiet[add] = np.nan
+            # ... or from now on, where nothing is in the system now
+            idle = ask[~busy_now]
+            self.quiet[idle] = now
+            self._arrived_quiet[idle] = counts[idle]
+            if add.size:
+                self._log(add, t0[full], now, rs[full])
+                self.total[add] += rs[full]
         self.last[fns] = now
         self._arrived_last[fns] = counts[fns]
-        self._note_end(now)
-        self._expire(fns, now)
+        self._expire(now)
 
-    def _expire(self, fns: np.ndarray, now: float) -> None:
-        """Drop buckets that ended a stable window ago or more (oldest first)."""
-        b = self.buckets
-        old = now - self.keep + EPS
-        drop = popped = fns[b.front(fns, "t1") <= old]  # each of fns holds a bucket
-        while drop.size:
-            self.total[drop] -= b.front(drop, "rs")
-            b.pop(drop)
-            drop = drop[b.count[drop] > 0]
-            drop = drop[b.front(drop, "t1") <= old]
-        self.total[popped[b.count[popped] == 0]] = 0.0
+    def _log(self, fns: np.ndarray, t0: np.ndarray, now: float, rs: np.ndarray) -> None:
+        """Append the buckets (t0, now] of ``fns`` holding ``rs`` request-seconds."""
+        k = fns.size
+        if self._size + k > self._b.shape[1]:
+            self._compact(k)
+        i, j = self._size, self._size + k
+        self._fn[0, i:j] = fns
+        self._fn[1, i:j] = self._history[fns]
+        self._b[0, i:j] = t0
+        self._b[1, i:j] = now
+        self._b[2, i:j] = rs
+        self._size = j
 
-    def _note_end(self, now: float) -> None:
-        ends = self._ends
-        if not ends or ends[-1] != now:
-            ends.append(now)
-        while ends[0] <= now - self.keep:
-            ends.pop(0)
+    def _compact(self, more: int) -> None:
+        """Drop the buckets that left the stable window; grow to hold ``more`` new ones."""
+        lo, hi = self._kept, self._size
+        cap = self._b.shape[1]
+        if hi - lo + more > cap // 2:
+            cap = 2 * max(cap, hi - lo + more)
+        fn, b = np.zeros((2, cap), dtype=np.int64), np.zeros((3, cap))
+        fn[:, : hi - lo] = self._fn[:, lo:hi]
+        b[:, : hi - lo] = self._b[:, lo:hi]
+        self._fn, self._b = fn, b
+        self._size, self._kept = hi - lo, 0
+
+    def _expire(self, now: float) -> None:
+        """Take the buckets that ended a stable window ago or more off their functions'
+        totals (oldest first), for the functions sampled at ``now``; keep the others'
+        for their next sample."""
+        lo, hi = self._kept, self._size
+        end = lo + int(np.searchsorted(self._b[1, lo:hi], now - self.keep + EPS, "right"))
+        left_fn, left_history, left_rs = self._left
+        if end == lo and not left_fn.size:
+            return
+        fn = np.concatenate((left_fn, self._fn[0, lo:end]))
+        history = np.concatenate((left_history, self._fn[1, lo:end]))
+        rs = np.concatenate((left_rs, self._b[2, lo:end]))
+        current = history == self._history[fn]
+        now_ = current & (self.last[fn] == now)
+        np.subtract.at(self.total, fn[now_], rs[now_])
+        later = current & ~now_
+        self._left = (fn[later], history[later], rs[later])
+        self._kept = end
 
     def average(self, fns: np.ndarray, now: float, window: float) -> np.ndarray:
         """Time-averaged concurrency (requests) of ``fns`` over
-        (max(origin, now - window), now]."""
-        b = self.buckets
-        t0 = np.maximum(self.origin[fns], now - window)
-        valid = (now > t0) & (b.count[fns] > 0)
-        if not np.count_nonzero(valid):
-            return np.zeros(fns.size)
+        (max(origin, now - window), now] (after ``sample`` at ``now`` for ``fns``)."""
+        origin = self.origin[fns]
+        t0 = np.maximum(origin, now - window)
+        valid = (now > t0) & (self.last[fns] > origin)
         if window >= self.keep - EPS:
-            rs = self.total[fns]
-            b0 = b.front(fns, "t0")
-            cut = (valid & (b0 < t0)).nonzero()[0]
-            if cut.size:
-                f, c0 = fns[cut], b0[cut]
-                rs[cut] -= b.front(f, "rs") * (t0[cut] - c0) / (b.front(f, "t1") - c0)
-            return np.where(valid, np.maximum(0.0, rs) / np.where(valid, now - t0, 1.0), 0.0)
-        # newest bucket first, each in the window counted whole or pro rata; functions
-        # with no request in a bucket that ends inside the window average 0 exactly
-        out = np.zeros(fns.size)
-        on = (valid & (self._busy_end[fns] > t0)).nonzero()[0]
-        if on.size:
-            k = len(self._ends) - bisect_right(self._ends, now - window)
-            at, exists = b.newest(fns[on], max(1, min(k, b.capacity)))
-            b0, b1, brs = b.take("t0", at), b.take("t1", at), b.take("rs", at)
-            w0 = t0[on][:, None]
-            inside = exists & (b1 > w0)
-            cut = inside & (b0 < w0)
-            part = brs * (b1 - w0) / np.where(cut, b1 - b0, 1.0)
-            terms = np.where(cut, part, np.where(inside, brs, 0.0))
-            rs = terms[:, 0]
-            for j in range(1, terms.shape[1]):
-                rs = rs + terms[:, j]  # in order, as 0.0 + newest + ...
-            out[on] = np.maximum(0.0, rs) / (now - t0[on])
-        return out
+            rs = self.total[fns] - self._cut(fns, now, window)
+        else:
+            rs = self._recent(fns, now, window)
+        return np.where(valid, np.maximum(0.0, rs) / np.where(valid, now - t0, 1.0), 0.0)
+
+    def _cut(self, fns: np.ndarray, now: float, window: float) -> np.ndarray:
+        """Per function of ``fns``: the part of its kept bucket that the window
+        (max(origin, now - window), now] cuts off (0.0 where none is cut)."""
+        lo, hi = self._kept, self._size
+        # a kept bucket ends after now - window; one of the current history starts at or
+        # after its origin: one cut by the window's start starts before now - window
+        at = lo + np.flatnonzero(self._b[0, lo:hi] < now - window)
+        out = np.zeros(self.origin.size)
+        if at.size:
+            f = self._fn[0, at]
+            t0 = np.maximum(self.origin[f], now - window)
+            b0, b1 = self._b[0, at], self._b[1, at]
+            cut = self._fn[1, at] == self._history[f]  # (not of an earlier history)
+            part = self._b[2, at] * (t0 - b0) / (b1 - b0)
+            out[f[cut]] = part[cut]
+        return out[fns]
+
+    def _recent(self, fns: np.ndarray, now: float, window: float) -> np.ndarray:
+        """Per function of ``fns``: the request-seconds of its buckets that end inside the
+        window (max(origin, now - window), now], one cut by its start pro rata, summed
+        newest first."""
+        lo, hi = self._kept, self._size
+        at = lo + int(np.searchsorted(self._b[1, lo:hi], now - window, "right"))
+        f = self._fn[0, at:hi]
+        t0 = np.maximum(self.origin[f], now - window)
+        b0, b1, rs = self._b[0, at:hi], self._b[1, at:hi], self._b[2, at:hi]
+        terms = np.where(b0 < t0, rs * (b1 - t0) / (b1 - b0), rs)
+        terms[self._fn[1, at:hi] != self._history[f]] = 0.0  # of an earlier history
+        return np.bincount(f[::-1], terms[::-1], self.origin.size)[fns]
 
 
 def collect(
@@ -478,18 +530,13 @@ def collect(
     ``at_zero`` (bool over ``fns``): no ready or starting pod at all. The activator then
     holds the requests and reports them at once: the instantaneous queued + in-flight
     count is a floor for both averages."""
-    windows.sample(view, fns, now, counts)
-    out = []
-    for window in (cfg.stable_window, cfg.panic_window):
-        c = windows.average(fns, now, window)
-        if per_rps is not None:
-            t0 = np.maximum(windows.origin[fns], now - window)
-            capped = ~np.isnan(per_rps) & (now > t0)
-            for start in np.unique(t0[capped]).tolist():
-                sel = capped & (t0 == start)
-                rate = view.arrival_counts(start, now)[fns[sel]] / (now - start)
-                c[sel] = np.minimum(c[sel], rate * per_rps[sel])
-        out.append(c)
+    if windows.restarted >= now and (windows.origin[fns] >= now).all():
+        # every history restarts now (a wake after a quiet window): no data, averages 0
+        out = [np.zeros(fns.size), np.zeros(fns.size)]
+    else:
+        windows.sample(view, fns, now, counts)
+        windows_s = (cfg.stable_window, cfg.panic_window)
+        out = [_average(view, windows, fns, now, w, per_rps) for w in windows_s]
     stable, panic = out
     if np.count_nonzero(at_zero):
         z = fns[at_zero]
@@ -497,6 +544,26 @@ def collect(
         stable[at_zero] = np.maximum(stable[at_zero], waiting)
         panic[at_zero] = np.maximum(panic[at_zero], waiting)
     return stable, panic
+
+
+def _average(
+    view: ClusterView,
+    windows: ConcurrencyWindows,
+    fns: np.ndarray,
+    now: float,
+    window: float,
+    per_rps: np.ndarray | None,
+) -> np.ndarray:
+    """``windows.average`` over ``window`` s, capped where ``per_rps`` says (``collect``)."""
+    c = windows.average(fns, now, window)
+    if per_rps is not None:
+        t0 = np.maximum(windows.origin[fns], now - window)
+        capped = ~np.isnan(per_rps) & (now > t0)
+        for start in np.unique(t0[capped]).tolist():
+            sel = capped & (t0 == start)
+            rate = view.arrival_counts(start, now)[fns[sel]] / (now - start)
+            c[sel] = np.minimum(c[sel], rate * per_rps[sel])
+    return c
 
 
 # ---- actuation ----------------------------------------------------------------------------
@@ -680,11 +747,12 @@ class KPAAutoscaler:
             self.windows.idle(w, now, counts, before)
             fns = fns[~cold]
         per_rps = self._startup_cap(view, fns, starting, serving, now, counts)
-        # a history that restarts now has no data yet: no change (Knative)
-        fresh_history = (serving[fns] > 0) & (self.windows.origin[fns] >= now)
-        if np.count_nonzero(fresh_history):
-            fns = fns[~fresh_history]
-            per_rps = None if per_rps is None else per_rps[~fresh_history]
+        if self.windows.restarted >= now and view.cause is Call.TICK:
+            # a history that restarts now has no data yet: no change (Knative; a wake
+            # decides only for functions without pods)
+            keep = (serving[fns] == 0) | (self.windows.origin[fns] < now)
+            fns = fns[keep]
+            per_rps = None if per_rps is None else per_rps[keep]
         if fns.size:
             at_zero = serving[fns] == 0
             stable, panic = collect(view, self.windows, fns, now, counts, cfg, at_zero, per_rps)

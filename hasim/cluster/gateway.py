@@ -41,8 +41,11 @@ from hasim.errors import InputError
 from hasim.perf.common import lognormal_noise
 
 NOISE_BLOCK = 8192
-FEW = 4  # leave times of at most this many new batches are filled one request at a time
+# leave times of new batches spanning at most this many requests (dropped ones between
+# them included) are filled one request at a time (cheaper than the array path below it)
+FEW = 48
 FEW_SUM = 7  # request-seconds of at most this many requests summed in Python (exact)
+SCAN = 16  # FunctionQueue._scan_gone: more requests started since are checked as an array
 FAILED_REASON = "pod_removed"  # drop-log reason of requests sent to a removed pod
 # the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
 # left to the loop, which then takes IDLE_COOL steps before trying again; the chunk
@@ -57,6 +60,8 @@ def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.nda
     """Indices covered by runs (first, count) and, for each, the index of its run."""
     f = np.asarray(first, dtype=np.int64)
     c = np.asarray(counts, dtype=np.int64)
+    if c.sum() == c.size:  # runs of one (batches of one request)
+        return f, np.arange(c.size)
     run = np.repeat(np.arange(c.size), c)
     offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
     return f[run] + offset, run
@@ -263,23 +268,24 @@ class FunctionQueue:
             self._leave = np.full(len(self._arr), np.nan)
             self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
         leave = self._leave
-        nb = len(self.b_first)
-        if 0 < nb - self._mat_b <= FEW:
-            self._materialize_few(nb)
-        elif self._mat_b < nb:
-            idx, run = expand_runs(self.b_first[self._mat_b :], self.b_n[self._mat_b :])
-            t = np.asarray(self.b_end[self._mat_b :])[run] + self.request_delay(idx)
-            leave[idx] = t
-            run += self._mat_b
-            self._batch_of[idx] = run
-            self._note_sojourn(t - self.arrivals[idx])
-            self._mat_b = nb
+        nb, m = len(self.b_first), self._mat_b
+        if m < nb:
+            if self.b_first[nb - 1] + self.b_n[nb - 1] - self.b_first[m] <= FEW:
+                self._materialize_few(nb)
+            else:
+                idx, run = expand_runs(self.b_first[m:], self.b_n[m:])
+                t = np.asarray(self.b_end[m:])[run] + self.request_delay(idx)
+                leave[idx] = t
+                run += m
+                self._batch_of[idx] = run
+                self._note_sojourn(t - self.arrivals[idx])
+                self._mat_b = nb
         if self._mat_d < len(self.d_first):
             m = self._mat_d
             idx, run = expand_runs(self.d_first[m:], self.d_n[m:])
             t = self.arrivals[idx] + (self.timeout or 0.0)
-            failed = np.asarray(self.d_reason[m:]) == FAILED_REASON
-            if failed.any():  # sent to a removed pod: left when it failed
+            if FAILED_REASON in self.d_reason[m:]:  # sent to a removed pod: left when it failed
+                failed = np.asarray(self.d_reason[m:]) == FAILED_REASON
                 t = np.where(failed[run], np.asarray(self.d_time[m:])[run], t)
             leave[idx] = t
             self._note_sojourn(t - self.arrivals[idx])
@@ -287,8 +293,9 @@ class FunctionQueue:
         return leave
 
     def _materialize_few(self, nb: int) -> None:
-        """``leave_times`` for a few new batches, one request at a time: the same sums as
-        the array path (batch end + the request's delay), without its fixed cost."""
+        """``leave_times`` for new batches of a few requests, one request at a time: the
+        same sums as the array path (batch end + the request's delay), without its fixed
+        cost."""
         leave, batch_of, arr = self._leave, self._batch_of, self._arr
         assert leave is not None and batch_of is not None
         delays, delay, top = self._delays, self.delay, self._max_sojourn
@@ -314,7 +321,9 @@ class FunctionQueue:
 
     def _note_sojourn(self, sojourn: np.ndarray) -> None:
         if sojourn.size:
-            top = float(np.max(sojourn, initial=-math.inf, where=np.isfinite(sojourn)))
+            top = float(sojourn.max())
+            if not math.isfinite(top):  # (kernel mode: batches still running)
+                top = float(np.max(sojourn, initial=-math.inf, where=np.isfinite(sojourn)))
             if top > self._max_sojourn:
                 self._max_sojourn = top
 
@@ -333,15 +342,26 @@ class FunctionQueue:
         request that has left did so within the longest sojourn seen so far, and
         ``_gone`` (monotone in ``now``) is the first request that had not left by
         ``now``. Call after ``leave_times()``."""
-        leave = self._leave
-        assert leave is not None
-        g, head = self._gone, self.head
-        while g < head and leave[g] <= now:
-            g += 1
-        self._gone = g
+        g = self._scan_gone(now)
         if self._max_sojourn == -math.inf:
             return g
         return min(g, bisect_left(self._arr, t0 - self._max_sojourn))
+
+    def _scan_gone(self, now: float) -> int:
+        """``_gone`` brought to simulated time ``now`` (s): the first request that had not
+        left by then (the queue head at most)."""
+        leave = self._leave
+        assert leave is not None
+        g, head = self._gone, self.head
+        if head - g > SCAN:  # many started since: look at them at once
+            left = leave[g:head] <= now
+            k = int(left.argmin())
+            g = head if left[k] else g + k
+        else:
+            while g < head and leave[g] <= now:
+                g += 1
+        self._gone = g
+        return g
 
     def concurrency_seconds(self, t0: float, t1: float) -> float:
         """Request-seconds spent in the system (queued or in service) during (t0, t1]:
@@ -351,7 +371,38 @@ class FunctionQueue:
             return 0.0
         leave = self.leave_times()
         lo = self._oldest_in_system(t0, max(t1, self.synced_to))
-        hi = bisect_right(self._arr, t1)
+        return self._seconds(leave, lo, bisect_right(self._arr, t1), t0, t1)
+
+    def in_system(self, t0: float, now: float) -> tuple[float, bool]:
+        """``advance(now)``, then the request-seconds in the system during (t0, now] (the
+        number ``concurrency_seconds(t0, now)`` gives) and whether any request is in the
+        system (queued or not yet left) at ``now``, the current simulated time (s). When
+        none is and nothing arrives after ``now``, every later interval holds 0
+        request-seconds."""
+        self.advance(now)
+        leave = self.leave_times()
+        arr, hi = self._arr, self.head  # requests up to the head have arrived by now ...
+        if hi < len(arr) and arr[hi] <= now:  # ... and so have those queued
+            hi = bisect_right(arr, now, hi)
+        elif hi and arr[hi - 1] > now:  # (a drop that ran ahead of now)
+            hi = bisect_right(arr, now)
+        g = self._scan_gone(self.synced_to)
+        busy = g < hi  # the first request that had not left by now arrived by now
+        if now <= t0:
+            return 0.0, busy
+        x = t0 - self._max_sojourn  # requests that arrived before x left by t0
+        if g >= hi - FEW_SUM and (hi <= FEW_SUM or arr[hi - FEW_SUM - 1] < x):
+            # _oldest_in_system is among the last few: found by a short scan
+            lo = max(0, hi - FEW_SUM)
+            while lo < g and arr[lo] < x:
+                lo += 1
+        else:
+            lo = min(g, bisect_left(arr, x))
+        return self._seconds(leave, lo, hi, t0, now), busy
+
+    def _seconds(self, leave: np.ndarray, lo: int, hi: int, t0: float, t1: float) -> float:
+        """The request-seconds during (t0, t1] (t0 < t1) of requests ``lo`` .. ``hi - 1``
+        (those outside have none), summed in index order as numpy sums them."""
         if hi - lo <= FEW_SUM:
             # a few requests: numpy's sum of fewer than 8 numbers is this sequential sum
             arr, total = self._arr, 0.0
@@ -361,9 +412,9 @@ class FunctionQueue:
                 if x > 0.0:
                     total += x
             return float(total)
-        a = self.arrivals[lo:hi]
-        e = np.nan_to_num(leave[lo:hi], nan=np.inf)
-        return float(np.clip(np.minimum(e, t1) - np.maximum(a, t0), 0.0, None).sum())
+        # fmin: a queued request (nan) is in the system until t1
+        x = np.fmin(leave[lo:hi], t1) - np.maximum(self.arrivals[lo:hi], t0)
+        return float(np.maximum(x, 0.0, out=x).sum())
 
     # ---- the hot loop ----------------------------------------------------------
     def _refill_noise(self) -> None:

@@ -141,6 +141,19 @@ class SimulationView:
             out[k] = q.concurrency_seconds(t0, t1)
         return out
 
+    def in_system_since(
+        self, fns: np.ndarray, t0: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        qs, now = self._sim.queue_list, self.now
+        idx = np.asarray(fns).tolist()
+        if not idx:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        starts = np.broadcast_to(t0, (len(idx),)).tolist()
+        seconds, busy = zip(
+            *[qs[i].in_system(s, now) for i, s in zip(idx, starts, strict=True)], strict=True
+        )
+        return np.array(seconds, dtype=float), np.array(busy, dtype=bool)
+
     def queued_counts(self, fns: np.ndarray) -> np.ndarray:
         qs, now = self._sim.queue_list, self.now
         out = np.zeros(len(fns), dtype=np.int64)
