@@ -42,20 +42,31 @@ class PredictorBank(Protocol):
         ...
 
 
-def _check_kalman(q: float, r: float, p0: float) -> None:
-    if q < 0 or r <= 0 or p0 < 0:
-        raise ValueError("Kalman filter needs Q >= 0, R > 0 and P0 >= 0")
+class _KalmanConstants:
+    """What a scalar filter and a bank share: Q, R ((req/s)^2), the headroom constants
+    and the variance P ((req/s)^2), whose recursion does not depend on the measurements."""
+
+    q: float
+    r: float
+    p: float
+    sqrt_gain: float
+    min_margin: float
+
+    def __init__(self, q: float, r: float, p0: float, sqrt_gain: float, min_margin: float) -> None:
+        if q < 0 or r <= 0 or p0 < 0:
+            raise ValueError("Kalman filter needs Q >= 0, R > 0 and P0 >= 0")
+        self.q, self.r, self.p = float(q), float(r), float(p0)
+        self.sqrt_gain, self.min_margin = float(sqrt_gain), float(min_margin)
+
+    def _gain(self) -> float:
+        """One step of the variance recursion: updates P and returns the gain K."""
+        p_prior = self.p + self.q
+        k = p_prior / (p_prior + self.r)
+        self.p = (1.0 - k) * p_prior
+        return k
 
 
-def _kalman_variance(p: float, q: float, r: float) -> tuple[float, float]:
-    """One step of the variance recursion: (K, P) from the previous P. It does not depend
-    on the measurements."""
-    p_prior = p + q
-    k = p_prior / (p_prior + r)
-    return k, (1.0 - k) * p_prior
-
-
-class KalmanPredictor:
+class KalmanPredictor(_KalmanConstants):
     """HAS-GPU's scalar Kalman filter with A = H = 1 (SYSTEMS.md 2.3).
 
     Per update with measured rate m (req/s)::
@@ -80,15 +91,13 @@ class KalmanPredictor:
         sqrt_gain: float = 1.0,
         min_margin: float = 5.0,
     ) -> None:
-        _check_kalman(q, r, p0)
-        self.q, self.r = float(q), float(r)
-        self.sqrt_gain, self.min_margin = float(sqrt_gain), float(min_margin)
-        self.x, self.p = float(x0), float(p0)
+        _KalmanConstants.__init__(self, q, r, p0, sqrt_gain, min_margin)
+        self.x = float(x0)
 
     def update(self, measured: float) -> float:
         m = float(measured)
         x_prior = self.x
-        k, self.p = _kalman_variance(self.p, self.q, self.r)
+        k = self._gain()
         x = x_prior + k * (m - x_prior)
         x += self.sqrt_gain * math.sqrt(self.p)
         self.x = max(x, m + self.min_margin)
@@ -114,7 +123,7 @@ class LastRatePredictor:
         return self.x
 
 
-class KalmanBank:
+class KalmanBank(_KalmanConstants):
     """``n`` KalmanPredictors (one per function) updated together: the states x (req/s)
     in an array; the variance P ((req/s)^2) and gain K are one number, since their
     recursion does not depend on the measurements and all filters start together.
@@ -131,15 +140,12 @@ class KalmanBank:
         sqrt_gain: float = 1.0,
         min_margin: float = 5.0,
     ) -> None:
-        _check_kalman(q, r, p0)
-        self.q, self.r = float(q), float(r)
-        self.sqrt_gain, self.min_margin = float(sqrt_gain), float(min_margin)
+        _KalmanConstants.__init__(self, q, r, p0, sqrt_gain, min_margin)
         self.x = np.full(n, float(x0))
-        self.p = float(p0)
 
     def update(self, measured: np.ndarray) -> np.ndarray:
         m = np.asarray(measured, dtype=float)
-        k, self.p = _kalman_variance(self.p, self.q, self.r)
+        k = self._gain()
         x = self.x + k * (m - self.x)
         x += self.sqrt_gain * math.sqrt(self.p)
         self.x = np.maximum(x, m + self.min_margin)
