@@ -67,6 +67,23 @@ def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.nda
     return f[run] + offset, run
 
 
+def timed_out(arr: list[float], x: float, head: int) -> int:
+    """``bisect_left(arr, x, head)`` for ``arr[head] < x`` (the head timed out): the
+    first request from ``head`` that arrived at or after ``x`` (s), by a galloping search
+    from the head (a saturated queue drops a few requests per batch)."""
+    n = len(arr)
+    j = head + 1
+    if j >= n or arr[j] >= x:
+        return j
+    lo, step = j + 1, 2  # arr[lo - 1] < x
+    hi = lo + step
+    while hi < n and arr[hi] < x:
+        lo = hi + 1
+        step *= 2
+        hi = lo + step
+    return bisect_left(arr, x, lo, hi if hi < n else n)
+
+
 @dataclass
 class Server:
     """A ready pod as the gateway sees it: when it is free and its latency per batch size
@@ -466,6 +483,14 @@ class FunctionQueue:
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
             self._advance_one(until)
+        elif (
+            self.fast_paths
+            and not self.stale
+            and not self._slots_full
+            and not self.event_driven
+            and not self.closed_loop
+        ):
+            self._advance_pool(until)
         else:
             self._advance_many(until)
 
@@ -510,7 +535,7 @@ class FunctionQueue:
             else:
                 start = free
                 if timeout is not None and a0 < start - timeout:
-                    j = bisect_left(arr, start - timeout, head)
+                    j = timed_out(arr, start - timeout, head)
                     self._drop(head, j - head, arr, timeout)
                     head = j
                     continue
@@ -581,6 +606,73 @@ class FunctionQueue:
         self._noise_i += j
         return j, float(end[j - 1])
 
+    def _advance_pool(self, until: float) -> None:
+        """``_advance_many`` for batch mode without stale endpoints or slot waits: the
+        same rule (the pod free the longest takes the head; ties: the lowest id), with
+        the loop's state in local variables, a batch of one found without a search and
+        timed-out runs found by a galloping search from the head."""
+        arr = self._arr
+        n = len(arr)
+        head = self.head
+        max_wait, overhead = self.max_wait, self.overhead
+        timeout = self.timeout
+        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
+        b_end, b_pod = self.b_end.append, self.b_pod.append
+        noise, ni = self._noise, self._noise_i
+        n_noise = len(noise)
+        heap = [(s.free_at, s.pod_id, s) for s in self.servers]
+        heapq.heapify(heap)
+        replace = heapq.heapreplace
+        while head < n:
+            t_free, pod_id, srv = heap[0]
+            if t_free > until:
+                break
+            a0 = arr[head]
+            start = t_free if t_free > a0 else a0
+            table = srv.table
+            max_batch = len(table) - 1
+            if max_wait > 0.0 and max_batch > 1:
+                k = head + max_batch - 1
+                fill = a0 + max_wait
+                if k < n and arr[k] < fill:
+                    fill = arr[k]
+                if fill > start:
+                    start = fill
+            if timeout is not None and a0 < start - timeout:
+                j = timed_out(arr, start - timeout, head)
+                self.d_first.append(head)
+                self.d_n.append(j - head)
+                self.d_time.append(a0 + timeout)
+                self.d_reason.append("timeout")
+                head = j
+                continue
+            if start > until:
+                break
+            # arr[head] <= start: the batch holds the head and whoever arrived by start
+            k = head + 1
+            if max_batch > 1 and k < n and arr[k] <= start:
+                hi = head + max_batch
+                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
+            nb = k - head
+            if ni >= n_noise:
+                self._noise_i = ni
+                self._refill_noise()
+                noise, ni = self._noise, 0
+                n_noise = len(noise)
+            end = start + table[nb] * noise[ni] + overhead
+            ni += 1
+            b_first(head)
+            b_n(nb)
+            b_start(start)
+            b_end(end)
+            b_pod(pod_id)
+            srv.free_at = end
+            srv.last_n = nb
+            head = k
+            replace(heap, (end, pod_id, srv))
+        self.head = head
+        self._noise_i = ni
+
     def _advance_many(self, until: float) -> None:
         """``advance`` in general: several pods, batch-fill waits, kernel mode. The pod
         free the longest (ties: the lowest id) comes from a heap of (free at, pod id)."""
@@ -616,7 +708,7 @@ class FunctionQueue:
                 if fill > start:
                     start = fill
             if timeout is not None and a0 < start - timeout:
-                j = bisect_left(arr, start - timeout, head)
+                j = timed_out(arr, start - timeout, head)
                 self._drop(head, j - head, arr, timeout)
                 head = j
                 continue
