@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hasim.cluster.gateway import FunctionQueue, timed_out
+from hasim.cluster.gateway import FunctionQueue, pairwise_sum, timed_out
 
 
 def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) -> FunctionQueue:
@@ -200,3 +200,27 @@ def test_in_system_is_advance_then_concurrency_seconds_and_knows_when_empty(
             assert got == 0.0  # empty since the previous answer, nothing arrived since
         idle_at = None if busy else now
         t0 = now
+
+
+def test_pairwise_sum_is_numpys_sum():
+    rng = np.random.default_rng(3)
+    for n in list(range(300)) + [1000, 4097]:
+        x = rng.lognormal(0.0, 3.0, n) * rng.choice([1.0, 1e-9, 1e6], n)
+        x[rng.random(n) < 0.3] = 0.0
+        assert 0.0 + pairwise_sum(x.tolist()) == x.sum()
+
+
+def test_request_seconds_in_python_are_numpys():
+    """``_seconds`` (summed in Python up to PAIRWISE_FEW requests) gives bit for bit the
+    numpy expression it stands for, queued (nan) requests and clipped ones included."""
+    rng = np.random.default_rng(4)
+    for n in range(1, 120):
+        arr = np.sort(rng.uniform(0.0, 10.0, n))
+        leave = arr + rng.exponential(1.0, n)
+        leave[rng.random(n) < 0.2] = np.nan
+        q = queue(arr)
+        for _ in range(5):
+            lo, hi = sorted(rng.integers(0, n + 1, 2).tolist())
+            t0, t1 = sorted(rng.uniform(-1.0, 12.0, 2).tolist())
+            x = np.fmin(leave[lo:hi], t1) - np.maximum(arr[lo:hi], t0)
+            assert q._seconds(leave, lo, hi, t0, t1) == float(np.maximum(x, 0.0).sum())
