@@ -873,3 +873,75 @@ def test_through_hasim_run(tmp_path):
     s = r.summary
     assert s["completed"] + s["dropped"] + s["in_flight"] == s["requests_total"] > 0
     assert 1 <= s["gpus_used_max"] <= 2
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"scale_down_delay": 7.0},
+        {"min_scale": 1, "max_scale": 4},
+        {"activation_scale": 2, "max_scale": 3},
+        {"scale_to_zero": False, "target": 0.7},
+    ],
+)
+def test_decide_one_equals_decide(kw):
+    """The scalar decision (``decide_one``, a wake's) gives what the array decision gives
+    for that one function, state (panic, ratchet, zero clock) included."""
+    rng = np.random.default_rng(11)
+    n = 6
+    cfg = KPAConfig(**{"target": 1.0, **kw})
+    ready0 = rng.integers(0, 4, n)
+    arrays, scalars = KPADeciders(cfg, n), KPADeciders(cfg, n)
+    for d in (arrays, scalars):
+        d.start(np.arange(n), 0.0, ready0)
+    for step in range(1, 400):
+        now = 2.0 * step + (0.5 if step % 7 == 0 else 0.0)
+        i = int(rng.integers(0, n))
+        scale = float(rng.choice([0.0, 0.0, 0.5, 1.4, 5.0, 40.0]))
+        stable, panic = float(rng.random() * scale), float(rng.random() * scale * 2.0)
+        ready = int(rng.integers(0, 30) * (rng.random() < 0.7))
+        current = ready + int(rng.integers(0, 3) * (rng.random() < 0.8))
+        one = np.array([i])
+        want = arrays.decide(
+            one, now, np.array([stable]), np.array([panic]), np.array([ready]), np.array([current])
+        )
+        assert scalars.decide_one(i, now, stable, panic, ready, current) == int(want[0])
+        np.testing.assert_array_equal(scalars.panic_time, arrays.panic_time)
+        np.testing.assert_array_equal(scalars.max_panic_pods, arrays.max_panic_pods)
+        np.testing.assert_array_equal(scalars.zero_since, arrays.zero_since)
+
+
+@pytest.mark.parametrize("nodes", [40, 3])
+def test_wake_fast_path_matches_the_general_path(nodes):
+    """Bursts separated by quiet spells (scale to zero, then a wake per burst; with 3
+    GPUs some wakes find no GPU): the one-function wake path (``_wake_one``) gives the
+    same actions, pods and requests as the general path."""
+    rng = np.random.default_rng(5)
+    arrivals = {}
+    for k in range(8):
+        starts = np.cumsum(rng.uniform(20.0, 200.0, 12))
+        parts = [
+            s + np.sort(rng.uniform(0.0, rng.uniform(0.5, 20.0), rng.integers(1, 40)))
+            for s in starts
+        ]
+        arrivals[f"f{k}"] = np.concatenate(parts)
+    duration = float(max(a[-1] for a in arrivals.values())) + 1.0
+    w = Workload([FunctionSpec(n, "resnet50", 5.0) for n in arrivals], arrivals, duration)
+
+    woken = []
+
+    def run(fast: bool):
+        a = KPAAutoscaler(KPAConfig(), 4)
+        a.fast_paths = fast
+        one = a._wake_one
+        a._wake_one = lambda *args: woken.append(1) or one(*args)  # type: ignore[method-assign]
+        return simulate(
+            w, a, latency=StubLatency(0.3), cold_start=cold(3.0), timeout=30.0, nodes=nodes
+        )
+
+    (fast, req_fast), (slow, req_slow) = run(True), run(False)
+    assert len(woken) > 40  # (all from the fast run)
+    assert fast.logs.actions == slow.logs.actions
+    assert str(fast.logs.pods) == str(slow.logs.pods)  # (nan == nan as text)
+    assert req_fast.equals(req_slow)

@@ -5,12 +5,13 @@ concurrency integrals are exact however long requests stay (no look-back horizon
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hasim.cluster.gateway import FunctionQueue
+from hasim.cluster.gateway import FunctionQueue, pairwise_sum, timed_out
 
 
 def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) -> FunctionQueue:
@@ -59,6 +60,59 @@ def test_lone_pod_loop_and_fast_path_match_the_general_loop(gaps, lat, batch, ti
     slow = run(slow, table, sorted(steps))
     assert logs(fast) == logs(slow)
     np.testing.assert_array_equal(fast.leave_times(), slow.leave_times())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    gaps=st.lists(
+        st.one_of(st.floats(0.0, 0.3), st.just(0.0), st.floats(0.3, 20.0)), min_size=1, max_size=400
+    ),
+    lats=st.lists(st.floats(0.001, 2.0), min_size=1, max_size=4),
+    batch=st.integers(1, 5),
+    max_wait=st.sampled_from([0.0, 0.0, 0.05]),
+    timeout=st.one_of(st.none(), st.floats(0.05, 3.0)),
+    steps=st.lists(st.floats(0.0, 2000.0), max_size=8),
+    seed=st.integers(0, 5),
+)
+def test_pool_loop_matches_the_general_loop(gaps, lats, batch, max_wait, timeout, steps, seed):
+    """Several pods (each its own table, one added late, one removed): the pool loop
+    (``_advance_pool``) logs exactly what the general loop logs."""
+    arr = np.cumsum(gaps)
+
+    def play(fast: bool) -> FunctionQueue:
+        q = queue(arr, timeout=timeout, overhead=0.01, seed=seed)
+        q.max_wait = max_wait
+        q.fast_paths = fast
+        tables = [[0.0] + [lat * (1 + 0.3 * (b - 1)) for b in range(1, batch + 1)] for lat in lats]
+        for p, table in enumerate(tables[:-1] or tables):
+            q.add_server(p + 3, 0.0, table)
+        cuts = sorted(steps)
+        for k, t in enumerate(cuts):
+            q.advance(t)
+            if k == len(cuts) // 2 and len(tables) > 1:
+                q.add_server(1, t, tables[-1])  # a late pod with the lowest id
+            if k == len(cuts) - 1 and len(q.servers) > 1:
+                q.remove_server(q.servers[-1].pod_id)
+        q.advance(math.inf)
+        q.expire(math.inf)
+        return q
+
+    fast, slow = play(True), play(False)
+    assert logs(fast) == logs(slow) and fast.d_reason == slow.d_reason
+    assert [(s.pod_id, s.free_at, s.last_n) for s in fast.servers + fast.draining] == [
+        (s.pod_id, s.free_at, s.last_n) for s in slow.servers + slow.draining
+    ]
+    np.testing.assert_array_equal(fast.leave_times(), slow.leave_times())
+
+
+def test_timed_out_is_bisect_left():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        arr = np.sort(rng.choice([0.0, 1.0, 2.0, 2.5, 3.0], 1)[0] * rng.random(rng.integers(1, 60)))
+        arr = arr.tolist()
+        head = int(rng.integers(0, len(arr)))
+        x = arr[head] + float(rng.random()) * 3.0 + 1e-12
+        assert timed_out(arr, x, head) == bisect_left(arr, x, head)
 
 
 def test_the_fast_path_takes_idle_stretches_in_bulk():
@@ -146,3 +200,27 @@ def test_in_system_is_advance_then_concurrency_seconds_and_knows_when_empty(
             assert got == 0.0  # empty since the previous answer, nothing arrived since
         idle_at = None if busy else now
         t0 = now
+
+
+def test_pairwise_sum_is_numpys_sum():
+    rng = np.random.default_rng(3)
+    for n in list(range(300)) + [1000, 4097]:
+        x = rng.lognormal(0.0, 3.0, n) * rng.choice([1.0, 1e-9, 1e6], n)
+        x[rng.random(n) < 0.3] = 0.0
+        assert 0.0 + pairwise_sum(x.tolist()) == x.sum()
+
+
+def test_request_seconds_in_python_are_numpys():
+    """``_seconds`` (summed in Python up to PAIRWISE_FEW requests) gives bit for bit the
+    numpy expression it stands for, queued (nan) requests and clipped ones included."""
+    rng = np.random.default_rng(4)
+    for n in range(1, 120):
+        arr = np.sort(rng.uniform(0.0, 10.0, n))
+        leave = arr + rng.exponential(1.0, n)
+        leave[rng.random(n) < 0.2] = np.nan
+        q = queue(arr)
+        for _ in range(5):
+            lo, hi = sorted(rng.integers(0, n + 1, 2).tolist())
+            t0, t1 = sorted(rng.uniform(-1.0, 12.0, 2).tolist())
+            x = np.fmin(leave[lo:hi], t1) - np.maximum(arr[lo:hi], t0)
+            assert q._seconds(leave, lo, hi, t0, t1) == float(np.maximum(x, 0.0).sum())

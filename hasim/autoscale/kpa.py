@@ -242,6 +242,58 @@ class KPADeciders:
             desired[p] = top
         return self._scaler(fns, now, desired.astype(np.int64), current)
 
+    def decide_one(
+        self, i: int, now: float, stable: float, panic: float, ready: int, current: int
+    ) -> int:
+        """``decide`` for the one function ``i`` with Python scalars (the same arithmetic
+        without numpy's per-call cost: a wake decides for one function)."""
+        if self._recent is not None:
+            one = np.array([i])
+            return int(
+                self.decide(
+                    one,
+                    now,
+                    np.array([stable]),
+                    np.array([panic]),
+                    np.array([ready]),
+                    np.array([current]),
+                )[0]
+            )
+        cfg = self.cfg
+        ready_f = max(float(ready), 1.0)
+        max_up = float(math.ceil(cfg.max_scale_up_rate * ready_f - EPS))
+        max_down = float(math.floor(ready_f / cfg.max_scale_down_rate + EPS))
+        desired = min(max(float(math.ceil(stable / self.target - EPS)), max_down), max_up)
+        dppc = float(math.ceil(panic / self.target - EPS))
+        since = float(self.panic_time[i])
+        if dppc / ready_f >= self.threshold - EPS:
+            since = now
+        if now - since > cfg.stable_window + EPS:
+            since = math.nan
+            self.max_panic_pods[i] = 0
+        self.panic_time[i] = since
+        if not math.isnan(since):
+            panic_pods = min(max(dppc, max_down), max_up)
+            desired = max(max(desired, panic_pods), float(self.max_panic_pods[i]))
+            self.max_panic_pods[i] = int(desired)
+        want = int(desired)
+        if cfg.min_pods == 0:
+            zero, gone = want == 0, current == 0
+            since = float(self.zero_since[i])
+            if not zero or gone:
+                since = math.nan
+            wait = zero and not gone
+            if wait and math.isnan(since):
+                since = now
+            if wait and now - since < cfg.scale_to_zero_grace - EPS:
+                want = 1
+            self.zero_since[i] = since
+        if cfg.activation_scale > 1 and want > 0 and current == 0:
+            want = max(want, cfg.activation_scale)
+        if cfg.max_scale > 0:
+            want = min(want, cfg.max_scale)
+        return max(want, cfg.min_pods) if cfg.min_pods else want
+
     def _scaler(
         self, fns: np.ndarray, now: float, desired: np.ndarray, current: np.ndarray
     ) -> np.ndarray:
@@ -596,6 +648,7 @@ class KPAAutoscaler:
     (``_startup_cap``)."""
 
     wake_on_arrival = True
+    fast_paths = True  # scalar paths for one function (tests compare both)
 
     def __init__(self, cfg: KPAConfig, default_batch: int, overhead: float = 0.0) -> None:
         cfg.validate()
@@ -628,6 +681,8 @@ class KPAAutoscaler:
         self._starting_seen = np.full(n, np.nan)  # s: last decision with pods starting
         self._per_rps = ModelTable(self._startup_concurrency(view))
         self._first = True
+        # a wake for one function takes _wake_one (the general path's cases it covers)
+        self._one_wake = self.fast_paths and cfg.min_pods == 0 and not cfg.startup_aware
 
     def _startup_concurrency(self, view: ClusterView) -> Callable[[str], float]:
         """Concurrency per req/s of arrivals (s) under the startup cap, by model: a pod
@@ -719,6 +774,8 @@ class KPAAutoscaler:
             self._decided[new] = True
             self.deciders.start(new, now, ready[new])
             self.windows.restart(new, now, counts)
+        if view.cause is not Call.TICK and fns.size == 1 and self._one_wake and not first:
+            return self._wake_one(view, fns, now, counts, ready, serving)
         if cfg.min_pods == 0:
             zero = (serving[fns] == 0) & ~self.deciders.in_panic(fns)
             if np.count_nonzero(zero):
@@ -761,6 +818,45 @@ class KPAAutoscaler:
             act = desired != serving[fns]
             actions.extend((int(i), int(d), 0) for i, d in zip(fns[act], desired[act], strict=True))
         return self._actuate(view, sorted(actions), serving) if actions else []
+
+    def _wake_one(
+        self,
+        view: ClusterView,
+        fns: np.ndarray,
+        now: float,
+        counts: np.ndarray,
+        ready: np.ndarray,
+        serving: np.ndarray,
+    ) -> list[Action]:
+        """``decide`` at a wake for the one function ``fns[0]`` (at zero scale, decided
+        before, scale to zero on, no startup cap): the same steps with Python scalars
+        where the general path pays numpy's per-call cost on one-element arrays."""
+        cfg, i = self.cfg, int(fns[0])
+        if math.isnan(self.deciders.panic_time[i]):  # at zero: is anything waiting?
+            if not (self._idle[i] and self._idle_arrived[i] == counts[i]):
+                idle = bool(view.queued_counts(fns)[0] == 0)
+                if idle and view.pod_counts("draining")[i] > 0:
+                    idle = bool(view.in_flight_counts(fns)[0] == 0)
+                self._idle[i] = idle
+                self._idle_arrived[i] = counts[i]
+            if self._idle[i]:
+                return []
+            t0 = now - cfg.stable_window
+            if view.in_system_seconds(fns, t0, now)[0] / (now - t0) == 0.0:
+                self.windows.restart(fns, now, counts)  # traffic after a quiet window
+        self._idle[i] = False
+        windows = self.windows
+        if windows.restarted >= now and windows.origin[i] >= now:
+            # no data yet (the history restarts now): the activator's count alone
+            waiting = float(view.queued_counts(fns)[0] + view.in_flight_counts(fns)[0])
+            stable = panic = max(0.0, waiting)
+        else:
+            at_zero = np.ones(1, dtype=bool)
+            s_, p_ = collect(view, windows, fns, now, counts, cfg, at_zero)
+            stable, panic = float(s_[0]), float(p_[0])
+        have = int(serving[i])
+        desired = self.deciders.decide_one(i, now, stable, panic, int(ready[i]), have)
+        return self._actuate(view, [(i, desired, 0)], serving) if desired != have else []
 
     def _actuate(
         self, view: ClusterView, todo: list[tuple[int, int, int]], serving: np.ndarray

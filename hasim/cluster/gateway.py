@@ -45,6 +45,9 @@ NOISE_BLOCK = 8192
 # them included) are filled one request at a time (cheaper than the array path below it)
 FEW = 48
 FEW_SUM = 7  # request-seconds of at most this many requests summed in Python (exact)
+# request-seconds of at most this many requests summed in Python as numpy sums them
+# (pairwise_sum); more: in numpy
+PAIRWISE_FEW = 40
 SCAN = 16  # FunctionQueue._scan_gone: more requests started since are checked as an array
 FAILED_REASON = "pod_removed"  # drop-log reason of requests sent to a removed pod
 # the idle fast path (FunctionQueue._idle_run): stretches shorter than IDLE_RUN_MIN are
@@ -65,6 +68,56 @@ def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.nda
     run = np.repeat(np.arange(c.size), c)
     offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
     return f[run] + offset, run
+
+
+def pairwise_sum(xs: list[float]) -> float:
+    """The sum of ``xs`` exactly as numpy's float64 ``add.reduce`` forms it (its pairwise
+    summation: fewer than 8 numbers in sequence, up to 128 in eight interleaved partial
+    sums, more split in two at a multiple of 8), for short lists where numpy's fixed cost
+    dominates. ``np.sum(a) == 0.0 + pairwise_sum(a.tolist())`` (tests/test_gateway.py)."""
+    n = len(xs)
+    if n < 8:
+        total = 0.0
+        for x in xs:
+            total += x
+        return total
+    if n > 128:
+        half = n // 2
+        half -= half % 8
+        return pairwise_sum(xs[:half]) + pairwise_sum(xs[half:])
+    r0, r1, r2, r3, r4, r5, r6, r7 = xs[:8]
+    i, m = 8, n - n % 8
+    while i < m:
+        r0 += xs[i]
+        r1 += xs[i + 1]
+        r2 += xs[i + 2]
+        r3 += xs[i + 3]
+        r4 += xs[i + 4]
+        r5 += xs[i + 5]
+        r6 += xs[i + 6]
+        r7 += xs[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for x in xs[m:]:
+        total += x
+    return total
+
+
+def timed_out(arr: list[float], x: float, head: int) -> int:
+    """``bisect_left(arr, x, head)`` for ``arr[head] < x`` (the head timed out): the
+    first request from ``head`` that arrived at or after ``x`` (s), by a galloping search
+    from the head (a saturated queue drops a few requests per batch)."""
+    n = len(arr)
+    j = head + 1
+    if j >= n or arr[j] >= x:
+        return j
+    lo, step = j + 1, 2  # arr[lo - 1] < x
+    hi = lo + step
+    while hi < n and arr[hi] < x:
+        lo = hi + 1
+        step *= 2
+        hi = lo + step
+    return bisect_left(arr, x, lo, hi if hi < n else n)
 
 
 @dataclass
@@ -155,6 +208,7 @@ class FunctionQueue:
         self._leave: np.ndarray | None = None
         self._batch_of: np.ndarray | None = None
         self._mat_b = self._mat_d = 0
+        self._mat_bo = 0  # batches whose requests batch_of() has filled
         self._gone = 0
         self._max_sojourn = -math.inf
         # the idle fast path of a lone pod (_idle_run): next chunk size, batches to skip
@@ -266,7 +320,6 @@ class FunctionQueue:
         (``_batch_ended``). Also tracks the longest sojourn (leave - arrival) so far."""
         if self._leave is None:
             self._leave = np.full(len(self._arr), np.nan)
-            self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
         leave = self._leave
         nb, m = len(self.b_first), self._mat_b
         if m < nb:
@@ -276,8 +329,6 @@ class FunctionQueue:
                 idx, run = expand_runs(self.b_first[m:], self.b_n[m:])
                 t = np.asarray(self.b_end[m:])[run] + self.request_delay(idx)
                 leave[idx] = t
-                run += m
-                self._batch_of[idx] = run
                 self._note_sojourn(t - self.arrivals[idx])
                 self._mat_b = nb
         if self._mat_d < len(self.d_first):
@@ -293,19 +344,31 @@ class FunctionQueue:
         return leave
 
     def _materialize_few(self, nb: int) -> None:
-        """``leave_times`` for new batches of a few requests, one request at a time: the
-        same sums as the array path (batch end + the request's delay), without its fixed
-        cost."""
-        leave, batch_of, arr = self._leave, self._batch_of, self._arr
-        assert leave is not None and batch_of is not None
+        """``leave_times`` for new batches of a few requests: the same sums as the array
+        path (batch end + the request's delay), without its fixed cost; with one delay
+        for all, a batch's requests share one leave time and its first request (the
+        earliest arrival) has the longest sojourn."""
+        leave, arr = self._leave, self._arr
+        assert leave is not None
         delays, delay, top = self._delays, self.delay, self._max_sojourn
+        b_first, b_n, b_end = self.b_first, self.b_n, self.b_end
         for b in range(self._mat_b, nb):
-            f = self.b_first[b]
-            end = self.b_end[b]
-            for i in range(f, f + self.b_n[b]):
-                t = end + (delay if delays is None else delays[i])
+            f = b_first[b]
+            c = b_n[b]
+            if delays is None:
+                t = b_end[b] + delay
+                if c == 1:
+                    leave[f] = t
+                else:
+                    leave[f : f + c] = t
+                s = t - arr[f]
+                if top < s < math.inf:
+                    top = s
+                continue
+            end = b_end[b]
+            for i in range(f, f + c):
+                t = end + delays[i]
                 leave[i] = t
-                batch_of[i] = b
                 s = t - arr[i]
                 if top < s < math.inf:
                     top = s
@@ -316,7 +379,13 @@ class FunctionQueue:
         """Per request, the index of its batch in the batch log (-1: none yet, or
         dropped); materialised with ``leave_times``."""
         self.leave_times()
-        assert self._batch_of is not None
+        if self._batch_of is None:
+            self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
+        m, nb = self._mat_bo, len(self.b_first)
+        if m < nb:
+            idx, run = expand_runs(self.b_first[m:], self.b_n[m:])
+            self._batch_of[idx] = run + m
+            self._mat_bo = nb
         return self._batch_of
 
     def _note_sojourn(self, sojourn: np.ndarray) -> None:
@@ -405,13 +474,21 @@ class FunctionQueue:
         (those outside have none), summed in index order as numpy sums them."""
         if hi - lo <= FEW_SUM:
             # a few requests: numpy's sum of fewer than 8 numbers is this sequential sum
-            arr, total = self._arr, 0.0
-            for i in range(lo, hi):
-                e, a = leave[i], arr[i]
+            total = 0.0
+            for e, a in zip(leave[lo:hi].tolist(), self._arr[lo:hi], strict=True):
                 x = (e if e <= t1 else t1) - (a if a > t0 else t0)  # nan (queued): t1
                 if x > 0.0:
                     total += x
-            return float(total)
+            return total
+        if hi - lo <= PAIRWISE_FEW:
+            xs = [
+                x if x > 0.0 else 0.0
+                for x in [
+                    (e if e <= t1 else t1) - (a if a > t0 else t0)
+                    for e, a in zip(leave[lo:hi].tolist(), self._arr[lo:hi], strict=True)
+                ]
+            ]
+            return 0.0 + pairwise_sum(xs)
         # fmin: a queued request (nan) is in the system until t1
         x = np.fmin(leave[lo:hi], t1) - np.maximum(self.arrivals[lo:hi], t0)
         return float(np.maximum(x, 0.0, out=x).sum())
@@ -466,6 +543,14 @@ class FunctionQueue:
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
             self._advance_one(until)
+        elif (
+            self.fast_paths
+            and not self.stale
+            and not self._slots_full
+            and not self.event_driven
+            and not self.closed_loop
+        ):
+            self._advance_pool(until)
         else:
             self._advance_many(until)
 
@@ -510,7 +595,7 @@ class FunctionQueue:
             else:
                 start = free
                 if timeout is not None and a0 < start - timeout:
-                    j = bisect_left(arr, start - timeout, head)
+                    j = timed_out(arr, start - timeout, head)
                     self._drop(head, j - head, arr, timeout)
                     head = j
                     continue
@@ -581,6 +666,73 @@ class FunctionQueue:
         self._noise_i += j
         return j, float(end[j - 1])
 
+    def _advance_pool(self, until: float) -> None:
+        """``_advance_many`` for batch mode without stale endpoints or slot waits: the
+        same rule (the pod free the longest takes the head; ties: the lowest id), with
+        the loop's state in local variables, a batch of one found without a search and
+        timed-out runs found by a galloping search from the head."""
+        arr = self._arr
+        n = len(arr)
+        head = self.head
+        max_wait, overhead = self.max_wait, self.overhead
+        timeout = self.timeout
+        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
+        b_end, b_pod = self.b_end.append, self.b_pod.append
+        noise, ni = self._noise, self._noise_i
+        n_noise = len(noise)
+        heap = [(s.free_at, s.pod_id, s) for s in self.servers]
+        heapq.heapify(heap)
+        replace = heapq.heapreplace
+        while head < n:
+            t_free, pod_id, srv = heap[0]
+            if t_free > until:
+                break
+            a0 = arr[head]
+            start = t_free if t_free > a0 else a0
+            table = srv.table
+            max_batch = len(table) - 1
+            if max_wait > 0.0 and max_batch > 1:
+                k = head + max_batch - 1
+                fill = a0 + max_wait
+                if k < n and arr[k] < fill:
+                    fill = arr[k]
+                if fill > start:
+                    start = fill
+            if timeout is not None and a0 < start - timeout:
+                j = timed_out(arr, start - timeout, head)
+                self.d_first.append(head)
+                self.d_n.append(j - head)
+                self.d_time.append(a0 + timeout)
+                self.d_reason.append("timeout")
+                head = j
+                continue
+            if start > until:
+                break
+            # arr[head] <= start: the batch holds the head and whoever arrived by start
+            k = head + 1
+            if max_batch > 1 and k < n and arr[k] <= start:
+                hi = head + max_batch
+                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
+            nb = k - head
+            if ni >= n_noise:
+                self._noise_i = ni
+                self._refill_noise()
+                noise, ni = self._noise, 0
+                n_noise = len(noise)
+            end = start + table[nb] * noise[ni] + overhead
+            ni += 1
+            b_first(head)
+            b_n(nb)
+            b_start(start)
+            b_end(end)
+            b_pod(pod_id)
+            srv.free_at = end
+            srv.last_n = nb
+            head = k
+            replace(heap, (end, pod_id, srv))
+        self.head = head
+        self._noise_i = ni
+
     def _advance_many(self, until: float) -> None:
         """``advance`` in general: several pods, batch-fill waits, kernel mode. The pod
         free the longest (ties: the lowest id) comes from a heap of (free at, pod id)."""
@@ -616,7 +768,7 @@ class FunctionQueue:
                 if fill > start:
                     start = fill
             if timeout is not None and a0 < start - timeout:
-                j = bisect_left(arr, start - timeout, head)
+                j = timed_out(arr, start - timeout, head)
                 self._drop(head, j - head, arr, timeout)
                 head = j
                 continue
