@@ -18,7 +18,8 @@ inside their interval; mean width relative to the prediction; see
 ``calibrate-intervals`` predicts every cell out of fold (grouped folds over models:
 ``unseen``; folds over each model's configurations: ``seen``) with the artifact's
 hyperparameters and writes the residual quantiles the simulation's latency replicas draw
-from (default ``hasim/perf/data/rapp_v100.intervals.json``).
+from (default: beside the artifact, ``<stem>.intervals.json``; for the packaged one
+``hasim/perf/data/rapp_v100.intervals.json``).
 
 ``evaluate`` prints the errors (MAPE, median and p90 absolute percentage error, by quota,
 SM, batch and model) and, as its last line, ``MAPE <x>%`` (for ``unseen-model``: over the
@@ -289,10 +290,10 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
 
     from hasim.perf.evaluate import out_of_fold
     from hasim.perf.intervals import (
-        PACKAGED_INTERVALS,
         cross_conformal,
         interval_report,
         intervals_from_residuals,
+        intervals_path,
         log_residuals,
     )
     from hasim.perf.predictor import LatencyPredictor, PredictorParams, artifact_hash
@@ -359,7 +360,7 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
             "seconds": round(time.perf_counter() - t0, 1),
         },
     )
-    out = iv.save(args.out or PACKAGED_INTERVALS)
+    out = iv.save(args.out or intervals_path(art))
     for kind in ("seen", "unseen"):
         lo, hi = iv.bounds(kind, 0.9)
         print(f"{kind} 90 % interval: x{lo:.3f} .. x{hi:.3f} of the prediction")
@@ -452,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ci.add_argument("--artifact", help="predictor .json (default: the packaged one)")
     ci.add_argument(
-        "--out", help="intervals .json (default: hasim/perf/data/rapp_v100.intervals.json)"
+        "--out", help="intervals .json (default: <artifact stem>.intervals.json beside it)"
     )
     ci.add_argument("--folds", type=int, default=5, help="folds per kind (5)")
     common(ci)

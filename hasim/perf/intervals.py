@@ -221,6 +221,55 @@ def load_intervals(path: str | Path | None = None, artifact: str | Path | None =
     return iv
 
 
+def intervals_path(artifact: str | Path) -> Path:
+    """The intervals file that belongs to a predictor artifact: ``<stem>.intervals.json``
+    beside it (``rapp_v100.json`` -> ``rapp_v100.intervals.json``)."""
+    a = Path(artifact)
+    return a.with_name(a.stem + ".intervals.json")
+
+
+def intervals_for(perf: Any) -> Intervals | None:
+    """The intervals of a latency model, or None: only the learned predictor
+    (``perf=rapp``) has them, from the file beside its artifact."""
+    path = getattr(perf, "path", None)
+    if getattr(perf, "name", None) != "rapp" or path is None:
+        return None
+    p = intervals_path(path)
+    return load_intervals(p, artifact=path) if p.is_file() else None
+
+
+class ScaledLatency:
+    """A latency model whose mean latencies are the base model's times a factor per model
+    (1 for models not in ``factors``): one replica's draw inside the prediction intervals.
+    ``reference`` is the base model (the SLO targets stay its)."""
+
+    def __init__(self, base: Any, factors: dict[str, float]) -> None:
+        bad = {m: f for m, f in factors.items() if not (math.isfinite(f) and f > 0)}
+        if bad:
+            raise InputError(f"latency factors {bad}", expected="finite and > 0")
+        self.reference = base
+        self.factors = dict(factors)
+        self.name = base.name
+
+    def knows(self, model: str) -> bool:
+        """As the base model."""
+        return bool(self.reference.knows(model))
+
+    def mean_latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
+        """Mean latency (s): the base model's times the model's factor."""
+        base = self.reference.mean_latency_s(model, batch, sm_pct, quota)
+        return base * self.factors.get(model, 1.0)
+
+    def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """The base model's per-request noise (factors with mean 1)."""
+        return self.reference.noise(rng, n)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "reference":  # not yet set (unpickling): no recursion
+            raise AttributeError(attr)
+        return getattr(self.reference, attr)
+
+
 def intervals_from_residuals(
     residuals: dict[str, np.ndarray],
     seen_models: Sequence[str],
@@ -242,11 +291,14 @@ __all__ = [
     "KINDS",
     "LEVELS",
     "PACKAGED_INTERVALS",
+    "ScaledLatency",
     "conformal_bounds",
     "coverage_share",
     "cross_conformal",
     "interval_report",
+    "intervals_for",
     "intervals_from_residuals",
+    "intervals_path",
     "load_intervals",
     "log_residuals",
 ]
