@@ -155,3 +155,32 @@ def test_latency_replica_keeps_the_slo_targets() -> None:
     slow = replica_summary(plain, 0, {"resnet50": 20.0})  # 22 ms -> 0.44 s, SLO 0.46 s
     assert slow["latency_mean_s"] > base["latency_mean_s"]
     assert slow["slo_violation_rate"] > base["slo_violation_rate"]  # targets did not move
+
+
+def test_ratio_band_pairs_replicas_by_index() -> None:
+    num = pd.DataFrame({"replica": [0, 1, 2, 3], "cost_gpu_seconds": [10.0, 20.0, 30.0, 40.0]})
+    den = pd.DataFrame({"replica": [3, 2, 1, 0], "cost_gpu_seconds": [4.0, 3.0, 2.0, 1.0]})
+    lo, hi = rp.ratio_band(num, den, "cost_gpu_seconds")  # every paired ratio is 10
+    assert lo == pytest.approx(10.0) and hi == pytest.approx(10.0)
+    den2 = den.assign(cost_gpu_seconds=[1.0, 1.0, 1.0, 2.0])  # replica 0: 5, others 20..40
+    lo, hi = rp.ratio_band(num, den2, "cost_gpu_seconds")
+    assert lo == 5.0 and 38.0 < hi <= 40.0
+    with pytest.raises(InputError):
+        rp.ratio_band(num, den.iloc[:2], "cost_gpu_seconds")
+
+
+def test_report_shows_bands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hasim.analysis.report import main
+
+    hasim.run([*QUIET, f"output.dir={tmp_path}", "workload.duration=30", "sim.replicas=2",
+               "sim.replica_jobs=1", "output.plot=false"])  # fmt: skip
+    hasim.run([*QUIET, f"output.dir={tmp_path}", "workload.duration=30", "output.plot=false"])
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" [") >= 3  # p95, SLO and cost of the replicated run carry bands
+    runs = pd.read_parquet(tmp_path / "report" / "runs.parquet")
+    assert {"cost_gpu_seconds_ci90_low", "cost_gpu_seconds_ci90_high"} <= set(runs.columns)
+    withband = runs.dropna(subset=["cost_gpu_seconds_ci90_low"])
+    assert len(withband) == 1
+    row = withband.iloc[0]
+    assert row.cost_gpu_seconds_ci90_low <= row.cost_gpu_seconds <= row.cost_gpu_seconds_ci90_high

@@ -184,6 +184,24 @@ def add_bands(summary: dict[str, Any], frame: pd.DataFrame, mode: str) -> None:
     summary["replica_band"] = INTERVAL_NOTE
 
 
+def ratio_band(num: pd.DataFrame, den: pd.DataFrame, key: str) -> list[float]:
+    """90 % band of the ratio ``num[key] / den[key]`` of two runs' replica frames, the
+    replicas paired by index (replica ``r`` of both runs shares its seed and latency
+    factors); the point ratio is replica 0's. InputError when the frames' replica counts
+    differ."""
+    a = num.sort_values("replica")
+    b = den.sort_values("replica")
+    if list(a.replica) != list(b.replica):
+        raise InputError(
+            f"replica runs differ: {len(a)} vs {len(b)} replicas", expected="the same sim.replicas"
+        )
+    x, y = a[key].to_numpy(dtype=float), b[key].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(y != 0, x / np.where(y != 0, y, 1.0), np.where(x > 0, np.inf, np.nan))
+    finite = np.where(np.isfinite(r), r, np.nan)
+    return band(finite, float(finite[0]))
+
+
 def format_bands(summary: dict[str, Any]) -> str | None:
     """One line of the printout with the bands, or None without replicas."""
     if "cost_gpu_seconds_ci90" not in summary:
@@ -213,6 +231,7 @@ __all__ = [
     "figures",
     "format_bands",
     "latency_factors",
+    "ratio_band",
     "replica_seed",
     "replicas_frame",
     "resolve_mode",
