@@ -3,6 +3,7 @@
     hasim data fetch --mirror ../shared --only traces
     python benchmarks/paper_comparison.py [--policies has,fastgshare,kserve,...]
     python benchmarks/paper_comparison.py --no-calibration   # the presets' parameters
+    python benchmarks/paper_comparison.py --replicas 8       # ratios with 90 % bands
 
 Runs `hasim run experiment=paper/<policy>` on the Azure 2019 500-function slice for each
 policy (results in results/paper/<policy>/; finished runs with the same config are reused)
@@ -22,6 +23,11 @@ Every run uses the calibrated parameter set of `hasim validate fit`
 overrides of the system whose real runs it was fitted on (HAS-GPU, the deployed
 FaST-GShare, KServe); the other policies' function pods get its cluster-wide values (those
 of HAS-GPU's function pods). No knob is set from the papers' ratios.
+
+With ``--replicas N`` every run is made with ``sim.replicas=N`` (hasim/sim/replicas.py)
+and each ratio is printed with its 90 % band: the ratios of the two runs' per-replica
+values, paired by replica index (the same seed and latency draws), the point ratio
+replica 0's.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ import math
 import time
 from typing import Any
 
+import pandas as pd
+
 import hasim
+from hasim.sim.replicas import ratio_band
 
 # label, numerator run, denominator run, summary key, the paper's ratio (nan: qualitative)
 CLAIMS = [
@@ -107,7 +116,7 @@ def calibrated(policy: str, calibration: dict[str, list[str]]) -> list[str]:
     return [o for o in calibration.get("has", []) if o.startswith("cluster.")]
 
 
-def _run(overrides: list[str]) -> tuple[dict[str, Any], float]:
+def _run(overrides: list[str], replicas: int = 1) -> tuple[dict[str, Any], float]:
     t0 = time.perf_counter()
     r = hasim.run(
         [
@@ -116,9 +125,25 @@ def _run(overrides: list[str]) -> tuple[dict[str, Any], float]:
             "output.quiet=true",
             "output.skip_existing=true",
             "output.requests=false",
+            *([f"sim.replicas={replicas}"] if replicas > 1 else []),
         ]
     )
+    if r.replicas is not None:
+        REPLICAS[id(r.summary)] = r.replicas
     return r.summary, time.perf_counter() - t0
+
+
+REPLICAS: dict[int, pd.DataFrame] = {}
+"""Per-replica frames of the runs made with replicas, by id of their summary."""
+
+
+def ratio_cell(num: dict[str, Any], den: dict[str, Any], key: str) -> str:
+    """The ratio's 90 % band as text, or "" when either run has no replicas."""
+    a, b = REPLICAS.get(id(num)), REPLICAS.get(id(den))
+    if a is None or b is None or key not in a.columns:
+        return ""
+    lo, hi = ratio_band(a, b, key)
+    return "" if lo != lo else f"  [{lo:.2f}, {hi:.2f}]"
 
 
 def _line(name: str, s: dict[str, Any], wall: float) -> str:
@@ -148,7 +173,15 @@ def main() -> None:
         action="store_true",
         help="run with the presets' parameters (not the calibrated set)",
     )
+    ap.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="sim.replicas of every run: ratios get 90 %% bands (default 1: none)",
+    )
     args = ap.parse_args()
+    if args.replicas < 1:
+        ap.error("--replicas must be >= 1")
     from hasim.analysis.fit import load_calibration
 
     cal = {} if args.no_calibration else load_calibration()
@@ -156,7 +189,7 @@ def main() -> None:
     summaries: dict[str, dict[str, Any]] = {}
     for p in args.policies.split(","):
         ov = VARIANTS.get(p, [f"experiment=paper/{p}"])
-        summaries[p], wall = _run([*ov, *calibrated(p, cal)])
+        summaries[p], wall = _run([*ov, *calibrated(p, cal)], args.replicas)
         print(_line(p, summaries[p], wall), flush=True)
     if not args.no_saturation:
         for p in ("fastgshare", "timeshare"):
@@ -167,11 +200,13 @@ def main() -> None:
                     f"autoscaler={p}",
                     f"run={p}",
                     *calibrated(key, cal),
-                ]
+                ],
+                args.replicas,
             )
             print(_line(key, summaries[key], wall), flush=True)
     print()
-    print(f"{'comparison':46s} {'ours':>9s} {'paper':>7s}")
+    head = "  90 % band" if args.replicas > 1 else ""
+    print(f"{'comparison':46s} {'ours':>9s} {'paper':>7s}{head}")
     for label, a, b, key, paper in CLAIMS:
         if a in summaries and b in summaries:
             num, den = summaries[a][key], summaries[b][key]
@@ -181,7 +216,8 @@ def main() -> None:
                 if math.isnan(paper) and label.startswith("SLO violations KServe")
                 else ("     -" if math.isnan(paper) else f"{paper:7.2f}")
             )
-            print(f"{label:46s} {ours:9.2f} {claim:>7s}")
+            band = ratio_cell(summaries[a], summaries[b], key)
+            print(f"{label:46s} {ours:9.2f} {claim:>7s}{band}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ summary keys flattened, ``path``, ``experiment``, ``run``, ``autoscaler``, ``wor
 * ``actions``: autoscaler actions (CreatePod, UpdateQuota, DeletePod, ...) per 10 s bin;
 * ``load``: arrivals per 10 s bin vs GPU share held, of the same run.
 
+Runs made with ``sim.replicas=N`` carry 90 % bands (``<figure>_ci90 = [low, high]`` in
+summary.json): runs.parquet gets them as ``<figure>_ci90_low`` / ``_ci90_high`` columns,
+the printed table shows ``point [low, high]`` and the frontier draws them as error bars.
+
 A figure whose input is missing is skipped with a message.
 """
 
@@ -80,6 +84,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             out.update(_flatten(v, f"{key}."))
+        elif k.endswith("_ci90") and isinstance(v, list | tuple) and len(v) == 2:
+            out[f"{key}_low"], out[f"{key}_high"] = (
+                float("nan") if x is None else float(x) for x in v
+            )
         elif isinstance(v, list | tuple):
             out[key] = json.dumps(v)
         else:
@@ -193,6 +201,18 @@ def pareto(points: np.ndarray) -> np.ndarray:
     return points[keep]
 
 
+def _err(df: pd.DataFrame, key: str) -> np.ndarray | None:
+    """(2, n) distances from the point to its 90 % band's ends (0 where none), or None
+    when no run has a band for ``key``."""
+    lo_c, hi_c = f"{key}_ci90_low", f"{key}_ci90_high"
+    if lo_c not in df.columns or df[lo_c].isna().all():
+        return None
+    v = df[key].to_numpy(dtype=float)
+    lo = np.nan_to_num(v - df[lo_c].to_numpy(dtype=float), nan=0.0)
+    hi = np.nan_to_num(df[hi_c].to_numpy(dtype=float) - v, nan=0.0)
+    return np.clip(np.stack([lo, hi]), 0.0, None)
+
+
 def frontier_figure(runs: pd.DataFrame) -> Figure | str:
     """Cost vs SLO violation rate, per autoscaler, with its Pareto frontier."""
     need = {"cost_gpu_seconds", "slo_violation_rate"}
@@ -206,13 +226,23 @@ def frontier_figure(runs: pd.DataFrame) -> Figure | str:
         color = f"C{i % 10}"
         pts = g[["cost_gpu_seconds", "slo_violation_rate"]].to_numpy(dtype=float)
         ax.scatter(pts[:, 0], pts[:, 1], color=color, label=str(policy), zorder=3)
+        xerr, yerr = _err(g, "cost_gpu_seconds"), _err(g, "slo_violation_rate")
+        if xerr is not None or yerr is not None:  # 90 % bands of runs with replicas
+            ax.errorbar(pts[:, 0], pts[:, 1], xerr=xerr, yerr=yerr, fmt="none",
+                        ecolor=color, alpha=0.5, capsize=2, zorder=2)  # fmt: skip
         front = pareto(pts)
         if len(front) > 1:
             ax.step(front[:, 0], front[:, 1], where="post", color=color, alpha=0.7)
         if len(df) <= 20:
             for (x, y), name in zip(pts, g["run"], strict=True):
-                ax.annotate(str(name), (x, y), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7, alpha=0.8)
+                ax.annotate(
+                    str(name),
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    alpha=0.8,
+                )
     costs = df["cost_gpu_seconds"].to_numpy(dtype=float)
     if costs.min() > 0 and costs.max() > 20 * costs.min():
         ax.set_xscale("log")
@@ -303,8 +333,16 @@ def timeline_figure(run: Path, label: str) -> Figure | str:
             if not v.any():
                 continue
             func = str(p["function"].iloc[0]) if "function" in p else ""
-            ax.fill_between(grid, base, base + v, step="post", alpha=0.75,
-                            color=colors.get(func, "C0"), edgecolor="k", linewidth=0.3)
+            ax.fill_between(
+                grid,
+                base,
+                base + v,
+                step="post",
+                alpha=0.75,
+                color=colors.get(func, "C0"),
+                edgecolor="k",
+                linewidth=0.3,
+            )
             base = base + v
         ax.axhline(band + 1, color="grey", linewidth=0.5, linestyle=":")
     ax.set_yticks([i + 0.5 for i in range(len(gpus))], [f"GPU {g}" for g in gpus])
@@ -338,8 +376,14 @@ def actions_figure(run: Path, label: str) -> Figure | str:
         ax.bar(edges[:-1] + (i + 0.5) * width, counts, width=width, label=kind, align="edge")
     if "ok" in act.columns and (~act["ok"].astype(bool)).any():
         failed, _ = np.histogram(act.loc[~act["ok"].astype(bool), "time"], bins=edges)
-        ax.step(edges, np.append(failed, failed[-1:]), where="post", color="k", linestyle="--",
-                label="failed")
+        ax.step(
+            edges,
+            np.append(failed, failed[-1:]),
+            where="post",
+            color="k",
+            linestyle="--",
+            label="failed",
+        )
     ax.set_xlabel("simulated time (s)")
     ax.set_ylabel(f"actions per {BIN_S:.0f} s")
     ax.set_title(f"autoscaler actions of {label}")
@@ -362,8 +406,13 @@ def load_figure(run: Path, label: str) -> Figure | str:
     edges = np.arange(0.0, end + BIN_S + 1e-9, BIN_S)
     counts, _ = np.histogram(arrivals, bins=edges)
     fig, ax1 = plt.subplots(figsize=(9, 4))
-    ax1.step(edges, np.append(counts, counts[-1:]) / BIN_S, where="post", color="C0",
-             label="arrivals (req/s)")
+    ax1.step(
+        edges,
+        np.append(counts, counts[-1:]) / BIN_S,
+        where="post",
+        color="C0",
+        label="arrivals (req/s)",
+    )
     ax1.set_xlabel("simulated time (s)")
     ax1.set_ylabel(f"arrivals per second ({BIN_S:.0f} s bins)", color="C0")
     ax2 = ax1.twinx()
@@ -404,9 +453,20 @@ def format_table(runs: pd.DataFrame) -> str:
         "SLO viol.": "{:.2%}".format,
         "cost (GPU-s)": "{:.1f}".format,
     }
+    keys = {v: k for k, v in TABLE_COLUMNS.items()}
     for c, f in fmts.items():
-        if c in t.columns:
-            t[c] = [("-" if v is None or v != v else f(v)) for v in t[c]]
+        if c not in t.columns:
+            continue
+        lo_c, hi_c = f"{keys[c]}_ci90_low", f"{keys[c]}_ci90_high"
+        cells = []
+        for i, v in enumerate(t[c]):
+            cell = "-" if v is None or v != v else f(v)
+            if lo_c in runs.columns:
+                lo, hi = runs[lo_c].iloc[i], runs[hi_c].iloc[i]
+                if lo == lo and hi == hi and lo is not None:
+                    cell += f" [{f(lo)}, {f(hi)}]"
+            cells.append(cell)
+        t[c] = cells
     return t.to_string(index=False)
 
 
@@ -428,10 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", type=Path, help="folder searched for runs (folders with summary.json)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default DIR/report)")
-    p.add_argument("--timeline", default=None, metavar="RUN_PATH",
-                   help="run for the timeline, actions and load figures (default: the first)")
-    p.add_argument("--max-cdf-runs", type=int, default=MAX_CDF_RUNS,
-                   help=f"at most this many runs in the latency CDF (default {MAX_CDF_RUNS})")
+    p.add_argument(
+        "--timeline",
+        default=None,
+        metavar="RUN_PATH",
+        help="run for the timeline, actions and load figures (default: the first)",
+    )
+    p.add_argument(
+        "--max-cdf-runs",
+        type=int,
+        default=MAX_CDF_RUNS,
+        help=f"at most this many runs in the latency CDF (default {MAX_CDF_RUNS})",
+    )
     return p
 
 

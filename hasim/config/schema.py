@@ -146,6 +146,13 @@ class SimConfig:
     more quota than the slots serve in a window, so only this within-window wait remains
     (time sharing's SM-100 % slices wait for each other; 26 SM-30 % pods wait for the
     three slots). Pods of other functions are not counted; kernel mode schedules all.
+    replicas: runs of the scenario behind the 90 % bands (``<figure>_ci90`` in the summary,
+    ``replicas.parquet``); 1 (default): the plain run. The headline figures stay the first
+    run's (seed, latency model as configured); see hasim/sim/replicas.py.
+    replica_mode: what the other replicas vary: seed, latency (one factor per model and
+    replica drawn inside the latency predictor's prediction interval), both, or auto
+    (both where the latency model has intervals, perf=rapp; else seed).
+    replica_jobs: parallel processes for the replicas; 0 = as many as cores.
     """
 
     drain: float = 60.0
@@ -161,6 +168,9 @@ class SimConfig:
     kernels_per_inference: int = 50
     launch_gated: bool = True
     contention: bool = True
+    replicas: int = 1
+    replica_mode: str = "auto"
+    replica_jobs: int = 0
 
 
 @dataclass

@@ -3,10 +3,23 @@
     hasim perf evaluate --protocol {random,unseen-config,unseen-model}
                         [--holdout-models a,b,c] [--folds K] [--seed S] [--data DIR]
                         [--plot FILE] [--static default|none|FILE] [--models a,b,...]
-                        [--trees N]
+                        [--trees N] [--calib-folds K] [--json [FILE]]
     hasim perf train [--out PATH] [--data DIR] [--no-bert] [--static ...] [--trees N]
     hasim perf train-operators [--data DIR] [--out FILE] [--seed N]
     hasim perf evaluate-operators [--data DIR] [--folds K] [--seed N]
+    hasim perf calibrate-intervals [--artifact PATH] [--out PATH] [--data DIR] [--folds K]
+
+``evaluate`` also scores 90 % prediction intervals (coverage: the share of scored cells
+inside their interval; mean width relative to the prediction; see
+:mod:`hasim.perf.evaluate`). ``--json`` alone prints one JSON object (``mape_pct``,
+``coverage90_pct``, ``mean_width90_pct``, ...) on stdout and the report on stderr;
+``--json FILE`` writes it to FILE and prints as usual.
+
+``calibrate-intervals`` predicts every cell out of fold (grouped folds over models:
+``unseen``; folds over each model's configurations: ``seen``) with the artifact's
+hyperparameters and writes the residual quantiles the simulation's latency replicas draw
+from (default: beside the artifact, ``<stem>.intervals.json``; for the packaged one
+``hasim/perf/data/rapp_v100.intervals.json``).
 
 ``evaluate`` prints the errors (MAPE, median and p90 absolute percentage error, by quota,
 SM, batch and model) and, as its last line, ``MAPE <x>%`` (for ``unseen-model``: over the
@@ -111,6 +124,10 @@ def _models_filter(tab: pd.DataFrame, models: str | None) -> pd.DataFrame:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from hasim.perf.evaluate import evaluate, format_report, plot_predictions
 
+    to_stdout = args.json == "-"
+    say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print
+    if args.calib_folds < 2:
+        raise InputError(f"--calib-folds {args.calib_folds}", expected="an integer >= 2")
     tab, _, _ = resolve_data(args.data)
     tab = _models_filter(tab, args.models)
     held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
@@ -125,17 +142,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         holdout_models=held,
         params=_params(args),
         static=_static(args.static),
-        log=print,
+        log=say,
+        calib_folds=args.calib_folds,
     )
     for line in format_report(res):
-        print(line)
+        say(line)
     if args.plot:
-        print(f"plot: {plot_predictions(res, args.plot)}")
+        say(f"plot: {plot_predictions(res, args.plot)}")
+    doc = summary(res, argv_of(args))
+    if to_stdout:
+        say(f"wall time: {time.perf_counter() - t0:.1f} s")
+        print(json.dumps(doc))
+        return 0
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary(res, argv_of(args)), indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"summary: {args.json}")
     print(f"wall time: {time.perf_counter() - t0:.1f} s")
+    if res.intervals is not None:
+        iv = res.intervals
+        print(
+            f"90% interval: coverage {100 * iv['coverage']:.1f}%, "
+            f"mean width {100 * iv['mean_width']:.1f}% of the prediction"
+        )
     print(f"MAPE {100 * res.mape:.2f}%")
     return 0
 
@@ -145,6 +174,8 @@ def argv_of(args: argparse.Namespace) -> str:
     parts = ["hasim perf", args.cmd]
     for k, v in sorted(vars(args).items()):
         if k in ("cmd", "json", "plot") or v is None or v is False:
+            continue
+        if k == "calib_folds" and not (args.protocol == "unseen-model" and args.holdout_models):
             continue
         if k == "folds" and args.protocol != "unseen-model":
             continue
@@ -167,7 +198,16 @@ def summary(res: Any, command: str) -> dict[str, Any]:
         "p90_ape": round(r["p90_ape"], 5),
         "train_seconds": round(res.train_seconds, 1),
         "fits": len(res.folds),
+        "mape_pct": round(100 * r["mape"], 3),
     }
+    if res.intervals is not None:
+        iv = res.intervals
+        out["coverage90_pct"] = round(100 * iv["coverage"], 2)
+        out["mean_width90_pct"] = round(100 * iv["mean_width"], 2)
+        out["interval_calibration"] = iv["calibration"]
+        out["coverage90_by_batch_pct"] = {
+            k: round(100 * v, 2) for k, v in iv["coverage_by_batch"].items()
+        }
     if len(res.folds) > 1:
         out["mape_per_fold"] = [round(f["mape"], 5) for f in res.folds]
         out["mape_mean_over_folds"] = round(float(np.mean(out["mape_per_fold"])), 5)
@@ -244,6 +284,90 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
+    """Out-of-fold residuals of the artifact's predictor -> the run-time intervals file."""
+    import numpy as np
+
+    from hasim.perf.evaluate import out_of_fold
+    from hasim.perf.intervals import (
+        cross_conformal,
+        interval_report,
+        intervals_from_residuals,
+        intervals_path,
+        log_residuals,
+    )
+    from hasim.perf.predictor import LatencyPredictor, PredictorParams, artifact_hash
+    from hasim.perf.rapp import PACKAGED
+
+    art = Path(args.artifact) if args.artifact else PACKAGED
+    if not art.is_file():
+        raise InputError("predictor artifact not found", path=art, expected="a .json file")
+    pred = LatencyPredictor.load(art)
+    params = PredictorParams.from_dict(
+        {**json.loads(art.read_text(encoding="utf-8"))["hyperparameters"], "seed": args.seed}
+    )
+    if args.trees is not None:
+        params.n_estimators = args.trees
+    if args.static == "none":
+        params.use_static = False
+    tab, sources, _ = resolve_data(args.data)
+    tab = _models_filter(tab, args.models)
+    t0 = time.perf_counter()
+    residuals: dict[str, np.ndarray] = {}
+    measured: dict[str, Any] = {}
+    for kind in ("unseen", "seen"):
+        oof = out_of_fold(
+            tab,
+            kind,
+            folds=args.folds,
+            seed=args.seed,
+            params=params,
+            static=_static(args.static),
+            log=print,
+        )
+        r = log_residuals(oof.latency_ms, oof.pred)
+        residuals[kind] = r
+        lo, hi = cross_conformal(r, oof.fold.to_numpy(), 0.9)
+        rep = interval_report(oof.latency_ms, oof.pred, lo, hi, "cross-conformal over folds")
+        measured[kind] = {
+            "mape_pct": round(100 * float(np.mean(np.abs(oof.pred / oof.latency_ms - 1))), 3),
+            "coverage90_pct": round(100 * rep["coverage"], 2),
+            "mean_width90_pct": round(100 * rep["mean_width"], 2),
+            "n": rep["n"],
+        }
+        print(
+            f"{kind}: {len(r)} out-of-fold cells, MAPE {measured[kind]['mape_pct']:.2f} %, "
+            f"90 % interval coverage {measured[kind]['coverage90_pct']:.1f} % "
+            f"(cross-conformal over folds), mean width {measured[kind]['mean_width90_pct']:.1f} %"
+        )
+    seen = pred.models  # the artifact trained on every model it holds a profile of
+    iv = intervals_from_residuals(
+        residuals,
+        seen,
+        {
+            "command": "hasim perf calibrate-intervals "
+            + " ".join(f"--{k} {v}" for k, v in (("folds", args.folds), ("seed", args.seed))),
+            "artifact": art.name,
+            "artifact_sha256": artifact_hash(art),
+            "hyperparameters": "the artifact's (LightGBM seed = --seed)",
+            "folds": {
+                "unseen": f"grouped {args.folds}-fold over models (seed {args.seed})",
+                "seen": f"{args.folds}-fold over each model's (SM, quota) configurations, "
+                f"all batches together (seed {args.seed})",
+            },
+            "sources": sources,
+            "cross_conformal_check": measured,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
+    out = iv.save(args.out or intervals_path(art))
+    for kind in ("seen", "unseen"):
+        lo, hi = iv.bounds(kind, 0.9)
+        print(f"{kind} 90 % interval: x{lo:.3f} .. x{hi:.3f} of the prediction")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_train_operators(args: argparse.Namespace) -> int:
     from hasim.perf.operators import OperatorParams, load_operator_model, train_operator_model
 
@@ -309,8 +433,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--holdout-models", help="unseen-model: test on these, train on the rest")
     ev.add_argument("--folds", type=int, default=5, help="unseen-model: grouped folds (5)")
     ev.add_argument("--plot", help="write predicted vs measured as a PNG")
-    ev.add_argument("--json", help="write the headline figures as JSON")
+    ev.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        help="print the headline figures as one JSON object (the report goes to stderr); "
+        "with FILE: write them there",
+    )
+    ev.add_argument(
+        "--calib-folds",
+        type=int,
+        default=3,
+        help="unseen-model with --holdout-models: inner grouped folds that calibrate the "
+        "intervals (3)",
+    )
     common(ev)
+    ci = sub.add_parser(
+        "calibrate-intervals", help="out-of-fold residual quantiles for prediction intervals"
+    )
+    ci.add_argument("--artifact", help="predictor .json (default: the packaged one)")
+    ci.add_argument(
+        "--out", help="intervals .json (default: <artifact stem>.intervals.json beside it)"
+    )
+    ci.add_argument("--folds", type=int, default=5, help="folds per kind (5)")
+    common(ci)
     tr = sub.add_parser("train", help="fit on all data and write the artifact")
     tr.add_argument("--out", help="artifact .json (default: the packaged rapp_v100.json)")
     tr.add_argument("--no-bert", action="store_true", help="leave HAS-GPU's BERT table out")
@@ -339,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train_operators(args)
         if args.cmd == "evaluate-operators":
             return cmd_evaluate_operators(args)
+        if args.cmd == "calibrate-intervals":
+            return cmd_calibrate_intervals(args)
         return cmd_train(args)
     except HasimError as e:
         print(f"hasim perf: {e}", file=sys.stderr)

@@ -10,6 +10,16 @@ In every protocol the 11 prior-profile cells of each model are inputs, not targe
 are always in the training side (for a held-out model only its profile is used, as the
 predictor's input) and never scored. Errors are absolute percentage errors
 ``|pred / measured - 1|``; MAPE is their mean over the scored rows.
+
+Every protocol also scores 90 % prediction intervals (:mod:`hasim.perf.intervals`),
+calibrated on residuals of cells that neither trained the predictor nor are scored:
+
+* ``random``: the validation rows (split conformal);
+* ``unseen-config``: the scored configurations in two random halves, each half's
+  intervals from the other half's residuals;
+* ``unseen-model`` folds: each fold's from the other folds' residuals (grouped
+  cross-conformal); ``holdout_models``: from an inner grouped ``calib_folds``-fold over
+  the training models (``calib_folds`` more fits, on fewer models: slightly wide).
 """
 
 from __future__ import annotations
@@ -24,6 +34,12 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError
+from hasim.perf.intervals import (
+    conformal_bounds,
+    cross_conformal,
+    interval_report,
+    log_residuals,
+)
 from hasim.perf.predictor import (
     LatencyPredictor,
     PredictorParams,
@@ -178,7 +194,8 @@ class EvalResult:
     folds: list[dict[str, Any]]  # per fold: held models, n, mape, seconds
     val: dict[str, Any] | None
     train_seconds: float
-    predictions: pd.DataFrame  # scored rows with "pred" (for plots)
+    predictions: pd.DataFrame  # scored rows with "pred" and "fold" (for plots)
+    intervals: dict[str, Any] | None = None  # coverage and width of the prediction intervals
 
     @property
     def mape(self) -> float:
@@ -206,8 +223,11 @@ def evaluate(
     params: PredictorParams | None = None,
     static: Any = "default",
     log: Any = None,
+    coverage: float = 0.9,
+    calib_folds: int = 3,
 ) -> EvalResult:
-    """Run one protocol on a measurement table; returns pooled and per-fold errors."""
+    """Run one protocol on a measurement table; returns pooled and per-fold errors and
+    the coverage of ``coverage`` prediction intervals (see the module docstring)."""
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol {protocol!r}", expected="one of " + ", ".join(PROTOCOLS))
     tab = normalize_table(table)
@@ -236,8 +256,9 @@ def evaluate(
     preds = []
     fold_rows = []
     val_report = None
+    val_pred: pd.DataFrame | None = None
     total_fit = 0.0
-    for sp in splits:
+    for k_fold, sp in enumerate(splits):
         check_split(tab, sp)
         model, secs = _fit(tab[sp.train], profiles, params, static)
         total_fit += secs
@@ -245,7 +266,7 @@ def evaluate(
         pr = model.predict(
             te.model, te.batch, te.sm_pct, te.quota_pct, te.gpu, quota_in_percent=True
         )
-        preds.append(te.assign(pred=pr))
+        preds.append(te.assign(pred=pr, fold=k_fold))
         ape = np.abs(pr / te.latency_ms.to_numpy() - 1.0)
         fold_rows.append(
             {
@@ -267,9 +288,162 @@ def evaluate(
                 va.model, va.batch, va.sm_pct, va.quota_pct, va.gpu, quota_in_percent=True
             )
             val_report = error_report(va, vp)
+            val_pred = va.assign(pred=vp)
     allp = pd.concat(preds, ignore_index=True)
     report = error_report(allp, allp.pred.to_numpy())
-    return EvalResult(protocol, report, fold_rows, val_report, total_fit, allp)
+    ivs, secs = _score_intervals(
+        tab, splits, allp, val_pred, profiles, params, static, coverage, calib_folds, seed, say
+    )
+    return EvalResult(protocol, report, fold_rows, val_report, total_fit + secs, allp, ivs)
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def _score_intervals(
+    tab: pd.DataFrame,
+    splits: list[Split],
+    allp: pd.DataFrame,
+    val_pred: pd.DataFrame | None,
+    profiles: Mapping[tuple[str, str], Any],
+    params: PredictorParams,
+    static: Any,
+    coverage: float,
+    calib_folds: int,
+    seed: int,
+    say: Any,
+) -> tuple[dict[str, Any], float]:
+    """Coverage and mean width (fractions) of ``coverage`` intervals on the scored rows,
+    and the seconds spent fitting for calibration."""
+    res = log_residuals(allp.latency_ms, allp.pred)
+    secs = 0.0
+    name = splits[0].name
+    if name == "random":
+        if val_pred is None or val_pred.empty:
+            raise InputError("the random split has no validation rows to calibrate on")
+        lo, hi = conformal_bounds(log_residuals(val_pred.latency_ms, val_pred.pred), coverage)
+        lo_r, hi_r = np.full(len(res), lo), np.full(len(res), hi)
+        how = f"split conformal on the {len(val_pred)} validation rows"
+    elif name == "unseen-config":
+        half = _config_halves(allp, seed)
+        lo_r, hi_r = cross_conformal(res, half, coverage)
+        how = "scored configurations in two random halves, each calibrated on the other"
+    elif len(splits) > 1:
+        lo_r, hi_r = cross_conformal(res, allp.fold.to_numpy(), coverage)
+        how = f"grouped cross-conformal over the {len(splits)} model folds"
+    else:
+        sp = splits[0]
+        inner = sorted(set(tab.model[sp.train]))
+        k = min(calib_folds, len(inner))
+        if k < 2:
+            raise InputError(
+                f"{len(inner)} training model(s) cannot calibrate intervals",
+                expected="at least two training models",
+            )
+        cal = []
+        for j, grp in enumerate(model_folds(inner, k, seed)):
+            train = sp.train & ~tab.model.isin(grp).to_numpy()
+            test = sp.train & tab.model.isin(grp).to_numpy() & ~_profile_rows(tab)
+            model, s = _fit(tab[train], profiles, params, static)
+            secs += s
+            te = tab[test]
+            pr = model.predict(
+                te.model, te.batch, te.sm_pct, te.quota_pct, te.gpu, quota_in_percent=True
+            )
+            cal.append(log_residuals(te.latency_ms, pr))
+            say(f"calibration fold {j + 1}/{k}: {len(te)} rows of {len(grp)} models "
+                f"(fit {s:.1f} s)")  # fmt: skip
+        lo, hi = conformal_bounds(np.concatenate(cal), coverage)
+        lo_r, hi_r = np.full(len(res), lo), np.full(len(res), hi)
+        how = f"inner grouped {k}-fold over the {len(inner)} training models"
+    rep = interval_report(allp.latency_ms, allp.pred, lo_r, hi_r, how)
+    inside = (res >= lo_r) & (res <= hi_r)
+    for col in ("batch", "quota_pct", "sm_pct"):
+        g = pd.Series(inside).groupby(allp[col].to_numpy()).mean()
+        rep[f"coverage_by_{col.removesuffix('_pct')}"] = {f"{k:g}": float(v) for k, v in g.items()}
+    rep["level"] = coverage
+    return rep, secs
+
+
+def _config_halves(rows: pd.DataFrame, seed: int) -> np.ndarray:
+    """0/1 per row: its (gpu, model, SM, quota) configuration's random half."""
+    keys = (
+        rows.gpu.astype(str)
+        + "\0"
+        + rows.model.astype(str)
+        + "\0"
+        + rows.sm_pct.astype(str)
+        + "\0"
+        + rows.quota_pct.astype(str)
+    ).to_numpy()
+    uniq, inv = np.unique(keys, return_inverse=True)
+    half = np.random.default_rng(seed + 1).permutation(uniq.size) % 2
+    return half[inv]
+
+
+def config_fold_splits(table: pd.DataFrame, k: int, seed: int = 0) -> list[Split]:
+    """``k`` unseen-config splits whose tests cover every non-profile row once: each
+    model's (SM, quota) configurations dealt at random into ``k`` folds."""
+    if k < 2:
+        raise InputError(f"{k} configuration folds", expected="at least 2")
+    rng = np.random.default_rng(seed)
+    fold = np.full(len(table), -1)
+    keys = table[["gpu", "model"]].astype(str).agg("\0".join, axis=1).to_numpy()
+    conf = (table.sm_pct.to_numpy() * 1000 + table.quota_pct.to_numpy()).round(6)
+    for key in sorted(set(keys)):
+        rows = np.flatnonzero(keys == key)
+        configs, inv = np.unique(conf[rows], return_inverse=True)
+        deal = rng.permutation(configs.size) % k
+        fold[rows] = deal[inv]
+    prof = _profile_rows(table)
+    out = []
+    for j in range(k):
+        test = (fold == j) & ~prof
+        out.append(Split("unseen-config", ~test & ~_held_config_rows(table, test), test))
+    return out
+
+
+def out_of_fold(
+    table: pd.DataFrame,
+    kind: str,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    params: PredictorParams | None = None,
+    static: Any = "default",
+    log: Any = None,
+) -> pd.DataFrame:
+    """Every non-profile row predicted once by a predictor that did not train on it:
+    ``kind`` ``unseen`` (grouped ``folds``-fold over models) or ``seen`` (``folds``-fold
+    over each model's configurations). Columns of the table plus ``pred`` (ms), ``fold``."""
+    tab = normalize_table(table)
+    profiles = extract_profiles(tab)
+    tab = tab[[(g, m) in profiles for g, m in zip(tab.gpu, tab.model, strict=True)]]
+    tab = tab.reset_index(drop=True)
+    params = params or PredictorParams(seed=seed)
+    say = log or (lambda msg: None)
+    if kind == "unseen":
+        splits = [
+            model_split(tab, grp, f"fold {j + 1}/{folds}")
+            for j, grp in enumerate(model_folds(tab.model.unique(), folds, seed))
+        ]
+    elif kind == "seen":
+        splits = config_fold_splits(tab, folds, seed)
+    else:
+        raise InputError(f"kind {kind!r}", expected="seen or unseen")
+    out = []
+    for j, sp in enumerate(splits):
+        check_split(tab, sp)
+        model, secs = _fit(tab[sp.train], profiles, params, static)
+        te = tab[sp.test]
+        pr = model.predict(
+            te.model, te.batch, te.sm_pct, te.quota_pct, te.gpu, quota_in_percent=True
+        )
+        out.append(te.assign(pred=pr, fold=j))
+        ape = np.abs(pr / te.latency_ms.to_numpy() - 1.0)
+        say(f"{kind} fold {j + 1}/{folds}: {len(te)} rows, MAPE {100 * ape.mean():.2f} % "
+            f"(fit {secs:.1f} s)")  # fmt: skip
+    return pd.concat(out, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- output
@@ -301,6 +475,17 @@ def format_report(res: EvalResult) -> list[str]:
         bm = list(r["by_model"].values())
         lines.append(f"mean over {len(bm)} held-out models: {pct(float(np.mean(bm)))}")
     lines.append(f"training time: {res.train_seconds:.1f} s over {len(res.folds)} fit(s)")
+    if res.intervals is not None:
+        iv = res.intervals
+        lines.append(
+            f"{100 * iv['level']:g} % intervals: coverage {pct(iv['coverage'])}, mean width "
+            f"{pct(iv['mean_width'])} of the prediction (x{iv['mean_low']:.3f} .. "
+            f"x{iv['mean_high']:.3f}); calibration: {iv['calibration']}"
+        )
+        for key, title in (("coverage_by_batch", "batch"), ("coverage_by_quota", "quota %")):
+            lines.append(
+                f"coverage by {title}: " + "  ".join(f"{k}: {pct(v)}" for k, v in iv[key].items())
+            )
     for key, title in (("by_quota", "quota %"), ("by_sm", "SM %"), ("by_batch", "batch")):
         lines.append(f"MAPE by {title}: " + "  ".join(f"{k}: {pct(v)}" for k, v in r[key].items()))
     worst = sorted(r["by_model"].items(), key=lambda kv: -kv[1])

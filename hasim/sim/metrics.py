@@ -316,7 +316,10 @@ def functions_frame(sim: Simulation, req: pd.DataFrame, slos: dict[str, float]) 
 
 
 def slos(sim: Simulation) -> dict[str, float]:
+    """SLO (s) per function; a latency replica's targets are its unperturbed model's
+    (``perf.reference``, see :mod:`hasim.sim.replicas`)."""
+    perf = getattr(sim.perf, "reference", sim.perf)
     return {
-        f.name: slo_for(f, sim.perf, sim.ccfg.overhead, sim.scfg.slo_scale)
+        f.name: slo_for(f, perf, sim.ccfg.overhead, sim.scfg.slo_scale)
         for f in sim.workload.functions
     }

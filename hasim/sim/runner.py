@@ -39,6 +39,7 @@ class Result:
     config: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     trace: Any = None  # kernel mode with output.trace: the run's KernelTrace
+    replicas: pd.DataFrame | None = None  # sim.replicas > 1: one row per replica
 
 
 def compose(overrides: Sequence[str] | None = None) -> DictConfig:
@@ -104,6 +105,7 @@ def load_run(path: Path) -> Result:
         usage=frame("usage"),
         config=OmegaConf.to_container(OmegaConf.load(path / "config.yaml")),  # type: ignore[arg-type]
         path=path,
+        replicas=frame("replicas") if (path / "replicas.parquet").exists() else None,
     )
 
 
@@ -119,15 +121,25 @@ def _finished(target: Path, cfg: DictConfig, extra: Sequence[str] = ()) -> bool:
         return False
 
 
-def run_config(
-    cfg: DictConfig, overrides: Sequence[str] | None = None, sweep: bool = False
-) -> Result:
-    """Run the simulation described by a composed config. ``sweep``: called for one job
-    of a Hydra multirun (finished runs are then reused unless output.skip_existing=false)."""
+@dataclass
+class _Parts:
+    """The typed pieces of a composed config."""
+
+    cluster: ClusterConfig
+    sim: SimConfig
+    output: OutputConfig
+    workload: Any
+    wbuild: Any
+    perf: Any
+    pbuild: Any
+    autoscaler: Any
+    abuild: Any
+
+
+def _parts(cfg: DictConfig) -> _Parts:
     from hasim.perf.registry import PERF_KINDS
     from hasim.workload.registry import WORKLOAD_KINDS
 
-    seed = int(cfg.seed)
     ccfg = to_typed(cfg.cluster, ClusterConfig, "cluster")
     scfg = to_typed(cfg.sim, SimConfig, "sim")
     ocfg = to_typed(cfg.output, OutputConfig, "output")
@@ -137,11 +149,73 @@ def run_config(
     wcfg = to_typed(cfg.workload, wschema, "workload")
     pcfg = to_typed(cfg.perf, pschema, "perf")
     acfg = to_typed(cfg.autoscaler, aschema, "autoscaler")
+    return _Parts(ccfg, scfg, ocfg, wcfg, wbuild, pcfg, pbuild, acfg, abuild)
+
+
+def replica_summary(
+    cfg: dict[str, Any], seed: int, factors: dict[str, float] | None
+) -> dict[str, float]:
+    """The headline figures (:data:`hasim.sim.replicas.CI_KEYS`) of one replica: the plain
+    config ``cfg`` run with ``seed`` and, when given, the latency model's mean latencies
+    times ``factors`` (per model). Runs in a worker process; writes nothing."""
+    from hasim.perf.intervals import ScaledLatency
+    from hasim.sim.replicas import figures
+
+    p = _parts(OmegaConf.create(cfg))
+    p.sim.progress = False
+    workload = p.wbuild(p.workload, Streams(seed).get("arrivals"))
+    perf = p.pbuild(p.perf)
+    if factors is not None:
+        perf = ScaledLatency(perf, factors)
+    sim = Simulation(workload, perf, p.abuild(p.autoscaler, p.cluster), p.cluster, p.sim, seed)
+    sim.run()
+    requests = metrics.requests_frame(sim, metrics.slos(sim))
+    allocations = metrics.alloc_frame(sim)
+    usage = metrics.usage_frame(allocations, p.sim.sample_period, sim.end_time)
+    return figures(metrics.summarize(sim, requests, allocations, usage))
+
+
+def _replicate(
+    cfg: DictConfig, scfg: SimConfig, seed: int, perf: Any, models: list[str], kind: str
+) -> tuple[pd.DataFrame, str]:
+    """Run replicas 1..N-1; (per-replica frame without replica 0's figures, mode)."""
+    from hasim.perf.intervals import intervals_for
+    from hasim.sim import replicas as rp
+
+    ivs = intervals_for(perf)
+    mode = rp.resolve_mode(scfg.replica_mode, ivs, kind)
+    tasks = []
+    for r in range(1, scfg.replicas):
+        rseed = rp.replica_seed(seed, r) if mode in ("seed", "both") else seed
+        fac = rp.latency_factors(ivs, models, seed, r) if mode in ("latency", "both") else None
+        tasks.append((r, rseed, fac))
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    figs = rp.run_replicas(plain, tasks, scfg.replica_jobs)  # type: ignore[arg-type]
+    rows = [(r, s, fac is not None, fac, f) for (r, s, fac), f in zip(tasks, figs, strict=True)]
+    return rp.replicas_frame(rows), mode  # type: ignore[arg-type]
+
+
+def run_config(
+    cfg: DictConfig, overrides: Sequence[str] | None = None, sweep: bool = False
+) -> Result:
+    """Run the simulation described by a composed config. ``sweep``: called for one job
+    of a Hydra multirun (finished runs are then reused unless output.skip_existing=false)."""
+    from hasim.sim.replicas import check_replicas
+
+    seed = int(cfg.seed)
+    p = _parts(cfg)
+    ccfg, scfg, ocfg = p.cluster, p.sim, p.output
+    wcfg, pcfg, acfg = p.workload, p.perf, p.autoscaler
+    wbuild, pbuild, abuild = p.wbuild, p.pbuild, p.abuild
+    check_replicas(scfg.replicas, scfg.replica_mode, scfg.replica_jobs)
     name = cfg.get("run") or run_name(list(overrides or []))
     target = Path(ocfg.dir) / str(cfg.name) / name
     skip = sweep if ocfg.skip_existing is None else ocfg.skip_existing
     want_trace = ocfg.trace and scfg.fidelity == "kernel"
-    if skip and ocfg.write and _finished(target, cfg, ("trace.json",) if want_trace else ()):
+    extra = ("trace.json",) if want_trace else ()
+    if scfg.replicas > 1:
+        extra = (*extra, "replicas.parquet")
+    if skip and ocfg.write and _finished(target, cfg, extra):
         if not ocfg.quiet:
             print(f"run {cfg.name}/{name}: already finished with this config, reused ({target})")
         return load_run(target)
@@ -190,6 +264,20 @@ def run_config(
         trace=trace,
     )
     summary["run"] = name
+    if scfg.replicas > 1:
+        from hasim.sim import replicas as rp
+
+        models = sorted({f.model for f in workload.functions})
+        rest, mode = _replicate(cfg, scfg, seed, perf, models, pcfg.kind)
+        first = rp.replicas_frame(
+            [(0, seed, False, dict.fromkeys(models, 1.0), rp.figures(summary))]
+        )
+        result.replicas = pd.concat([first, rest], ignore_index=True)
+        if mode == "seed":
+            result.replicas = result.replicas.drop(
+                columns=[c for c in result.replicas.columns if c.startswith("factor_")]
+            )
+        rp.add_bands(summary, result.replicas, mode)
     if ocfg.write:
         frames = {
             "functions": functions,
@@ -200,6 +288,8 @@ def run_config(
         }
         if ocfg.requests:
             frames["requests"] = requests
+        if result.replicas is not None:
+            frames["replicas"] = result.replicas
         files = {}
         if trace is not None:
             from hasim.sim.perfetto import write_chrome_trace
@@ -253,6 +343,11 @@ def format_summary(result: Result) -> str:
         f"  cost {f('cost_gpu_seconds', '{:.1f}')} GPU-s (${f('cost_usd', '{:.2f}')})"
         f"  mean GPU share {f('gpu_share_mean', '{:.3f}')}",
     ]
+    from hasim.sim.replicas import format_bands
+
+    bands = format_bands(s)
+    if bands is not None:
+        lines.append(bands)
     failed = result.actions[~result.actions["ok"]] if len(result.actions) else result.actions
     if len(failed):
         notes = ", ".join(f"{n} x {k}" for k, n in failed["note"].value_counts().items())
