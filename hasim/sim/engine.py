@@ -120,7 +120,13 @@ class Simulation:
             Gpu(i, f"node{i // cluster.gpus_per_node}", gt, cluster.rows_per_gpu)
             for i in range(cluster.nodes * cluster.gpus_per_node)
         ]
-        self.price_per_hour = cluster.price_per_gpu_hour or gt.price_per_hour
+        price = cluster.price_per_gpu_hour or gt.price_per_hour
+        if price is None:
+            raise InputError(
+                f"cluster.gpu={cluster.gpu!r}: the hardware catalogue has no price for {gt.name}",
+                expected="cluster.price_per_gpu_hour=<USD per GPU-hour>",
+            )
+        self.price_per_hour = float(price)
         self.specs: dict[str, FunctionSpec] = {f.name: f for f in workload.functions}
         for f in workload.functions:
             if not perf.knows(f.model):
