@@ -125,6 +125,7 @@ def run_config(
     """Run the simulation described by a composed config. ``sweep``: called for one job
     of a Hydra multirun (finished runs are then reused unless output.skip_existing=false)."""
     from hasim.perf.registry import PERF_KINDS
+    from hasim.perf.transfer import bind_to_gpu
     from hasim.workload.registry import WORKLOAD_KINDS
 
     seed = int(cfg.seed)
@@ -147,7 +148,7 @@ def run_config(
         return load_run(target)
 
     workload = wbuild(wcfg, Streams(seed).get("arrivals"))
-    perf = pbuild(pcfg)
+    perf, warnings = bind_to_gpu(pcfg, pbuild, ccfg.gpu, [f.model for f in workload.functions])
     autoscaler = abuild(acfg, ccfg)
     bar, update = _progress_bar(scfg.progress, workload.duration_s + scfg.drain)
     trace = None
@@ -177,6 +178,8 @@ def run_config(
             "autoscaler": acfg.kind,
         }
     )
+    if warnings:
+        summary["warning"] = "; ".join(warnings)
     functions = metrics.functions_frame(sim, requests, slos)
     result = Result(
         summary=summary,
@@ -253,6 +256,8 @@ def format_summary(result: Result) -> str:
         f"  cost {f('cost_gpu_seconds', '{:.1f}')} GPU-s (${f('cost_usd', '{:.2f}')})"
         f"  mean GPU share {f('gpu_share_mean', '{:.3f}')}",
     ]
+    if s.get("warning"):
+        lines.append(f"  WARNING: {s['warning']}")
     failed = result.actions[~result.actions["ok"]] if len(result.actions) else result.actions
     if len(failed):
         notes = ", ".join(f"{n} x {k}" for k, n in failed["note"].value_counts().items())
