@@ -54,6 +54,8 @@ from hasim.perf.common import bracket, check_number, lognormal_noise, smooth_max
 PACKAGED = Path(__file__).resolve().parent / "data" / "compact_v100.json"
 PACKAGED_BY_GPU: dict[str, Path] = {
     "V100-16GB": PACKAGED,
+    "A100-80GB": PACKAGED.with_name("compact_a100_80gb.json"),
+    "A100-40GB": PACKAGED.with_name("compact_a100_40gb.json"),
 }
 """The packaged coefficient file of each GPU with data (canonical names)."""
 DEFAULT_GPU = "V100-16GB"
@@ -111,6 +113,12 @@ def load_coefficients(path: str | Path | None = None) -> dict[str, Any]:
         raise InputError(f"invalid JSON: {e.msg}", path=p, line=e.lineno, column=e.colno) from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"unreadable file: {e}", path=p) from None
+    return coefficients_from_doc(doc, p)
+
+
+def coefficients_from_doc(doc: Any, p: Path | str = "<fitted coefficients>") -> dict[str, Any]:
+    """Check a coefficient document (the parsed JSON) and return its coefficients."""
+    p = Path(p)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _bad(p, f"format {doc.get('format') if isinstance(doc, dict) else None!r}", FORMAT)
     for key in ("batches", "quotas", "models", "smooth_p"):
@@ -185,12 +193,18 @@ class CompactLatency:
 
     name = "compact"
 
-    def __init__(self, cfg: CompactConfig, path: str | Path | None = None) -> None:
+    def __init__(
+        self, cfg: CompactConfig, path: str | Path | dict[str, Any] | None = None
+    ) -> None:
         """``path``: the coefficient file (default ``cfg.coefficients``, else the packaged
-        V100 file)."""
+        V100 file), or coefficients already checked (:func:`coefficients_from_doc`) or a
+        coefficient document (a dict)."""
         check_number("noise_cv", cfg.noise_cv)
         self.cfg = cfg
-        loaded = load_coefficients(path or cfg.coefficients or None)
+        if isinstance(path, dict):
+            loaded = path if "p" in path else coefficients_from_doc(path)
+        else:
+            loaded = load_coefficients(path or cfg.coefficients or None)
         self.path: Path = loaded["path"]
         self.gpu: str = loaded["gpu"]
         self.batches: tuple[float, ...] = loaded["batches"]
