@@ -32,3 +32,13 @@ def test_formula_counts_match_the_published_architectures() -> None:
 def test_unknown_model_is_an_error_naming_it() -> None:
     with pytest.raises(InputError, match="'no_such_net'"):
         model_facts("no_such_net")
+
+
+def test_fictitious_models_only_with_a_gpu_blind_latency_model() -> None:
+    import hasim
+
+    quiet = ["workload.duration=5", "output.write=false", "output.quiet=true",
+             "sim.progress=false"]  # fmt: skip
+    r = hasim.run(["perf=synthetic", "workload.model=toy_net", *quiet])
+    assert r.summary["completed"] > 0
+    assert model_facts("toy_net", toy=True).params == 30_000_000

@@ -47,9 +47,28 @@ def known_models() -> list[str]:
     return sorted(_table())
 
 
-def model_facts(name: str, overrides: dict[str, float] | None = None) -> ModelFacts:
-    """Facts for ``name``; ``overrides`` maps model -> gpu_mem_mb (cluster.model_memory_mb)."""
+TOY_PARAMS = 30_000_000
+"""Parameters of a fictitious model (a name not in the table) served by a GPU-blind
+latency model (``perf=synthetic``, whose service times are made up too)."""
+
+
+def toy_facts(name: str) -> ModelFacts:
+    """Facts of a fictitious model of :data:`TOY_PARAMS` parameters (FP32), memory by the
+    table's rule (ResNet-50's measured pod minus its weights, plus 1.5 x the weights)."""
+    r50 = _table()["resnet50"]
+    weights = TOY_PARAMS * 4 / 1e6
+    return ModelFacts(name, weights, r50.gpu_mem_mb - r50.weights_mb + 1.5 * weights, TOY_PARAMS)
+
+
+def model_facts(
+    name: str, overrides: dict[str, float] | None = None, *, toy: bool = False
+) -> ModelFacts:
+    """Facts for ``name``; ``overrides`` maps model -> gpu_mem_mb (cluster.model_memory_mb).
+    ``toy``: a name not in the table is a fictitious model (:func:`toy_facts`; only for
+    GPU-blind latency models), else an error naming it."""
     facts = _table().get(name)
+    if facts is None and toy:
+        facts = toy_facts(name)
     if facts is None:
         names = known_models()
         raise InputError(
