@@ -95,7 +95,7 @@ def test_seed_determinism_through_run(tmp_path):
         ("autoscaler.quota=0", r"quota 0"),
         ("autoscaler.batch=0", r"batch size 0"),
         ("workload.model=no_such_net", r"no_such_net"),
-        ("cluster.gpu=K80", r"unknown GPU type 'K80'"),
+        ("cluster.gpu=K80", r"unknown GPU 'K80'"),
         ("cluster.nodez=3", r"nodez"),
     ],
 )

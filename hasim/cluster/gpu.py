@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hasim.errors import InputError
+from hasim.hardware import GpuSpec, gpu_spec
 
 if TYPE_CHECKING:
     from hasim.cluster.pod import Pod
@@ -39,31 +39,13 @@ def overlaps(a: Rect, b: Rect) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-@dataclass(frozen=True)
-class GpuType:
-    """A GPU model: SM count, memory in MB, on-demand price in USD per GPU-hour."""
-
-    name: str
-    sm_count: int
-    memory_mb: int
-    price_per_hour: float
+GpuType = GpuSpec
+"""A GPU model (the hardware catalogue's entry: SMs, memory MB, price USD/GPU-hour...)."""
 
 
-# Prices: per-GPU share of common on-demand cloud instances (p3 / p4d / p5 class), 2024.
-GPU_TYPES: dict[str, GpuType] = {
-    "V100": GpuType("V100", 80, 16_384, 3.06),
-    "A100": GpuType("A100", 108, 40_960, 4.10),
-    "A100-80GB": GpuType("A100-80GB", 108, 81_920, 5.12),
-    "H100": GpuType("H100", 132, 81_920, 12.29),
-}
-
-
-def gpu_type(name: str) -> GpuType:
-    """Look up a GPU type by name (case-insensitive)."""
-    for key, value in GPU_TYPES.items():
-        if key.lower() == name.lower():
-            return value
-    raise InputError(f"unknown GPU type {name!r}", expected=f"one of {', '.join(GPU_TYPES)}")
+def gpu_type(name: str) -> GpuSpec:
+    """Look up a GPU type by name in the hardware catalogue (any accepted spelling)."""
+    return gpu_spec(name)
 
 
 @dataclass

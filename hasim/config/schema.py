@@ -46,7 +46,8 @@ class ColdStartConfig:
 class ClusterConfig:
     """GPU cluster, gateway and pod behaviour.
 
-    gpu: GPU type name (V100, A100, A100-80GB, H100). nodes x gpus_per_node GPUs.
+    gpu: GPU type (hasim.hardware: V100-16GB, A100-40GB, A100-80GB, H100, ...; aliases such
+    as V100, A100 = A100-40GB accepted). nodes x gpus_per_node GPUs.
     rows_per_gpu: SM partition rows per GPU (HAS-GPU: 2).
     max_batch: dynamic batching limit (requests per batch); max_wait: s a pod waits for a
     batch to fill once a request is queued. timeout: s a request may wait in the queue

@@ -8,6 +8,7 @@
     hasim perf train-operators [--data DIR] [--out FILE] [--seed N]
     hasim perf evaluate-operators [--data DIR] [--folds K] [--seed N]
     hasim perf calibrate-intervals [--artifact PATH] [--out PATH] [--data DIR] [--folds K]
+    hasim perf gpu-fit [--gpu A100-80GB] [--data DIR] [--holdout 0.2] [--seed N] [--out FILE]
 
 ``evaluate`` also scores 90 % prediction intervals (coverage: the share of scored cells
 inside their interval; mean width relative to the prediction; see
@@ -31,6 +32,12 @@ artifact (default: the packaged ``hasim/perf/data/rapp_v100.json``).
 (file or folder) that :func:`hasim.perf.measurements.load_measurements` reads. Default:
 ``<data dir>/measurements/rapp-has-gpu-v100/graph_features_all_models`` (``hasim data
 fetch`` puts it there).
+
+``gpu-fit``: the compact law of one GPU fitted on the A100 measurement sets
+(:mod:`hasim.perf.fit_gpu`; ``--data`` a data dir): held-out MAPE per source, where
+sources overlap, the error of the transfer rules from the V100 law, FaST-GShare's A100
+profile beside the law; ``--out`` writes the coefficients (the packaged files are
+``hasim/perf/data/compact_a100_80gb.json`` / ``compact_a100_40gb.json``).
 
 ``train-operators`` / ``evaluate-operators``: the per-operator (kernel) model of
 :mod:`hasim.perf.operators`; ``--data`` is a data dir, the ``rapp-has-gpu-v100`` folder or a
@@ -411,6 +418,44 @@ def cmd_evaluate_operators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gpu_fit(args: argparse.Namespace) -> int:
+    """Fit one GPU's compact law on the A100 sets and print its errors."""
+    from hasim.hardware import canonical_gpu
+    from hasim.perf import fit_gpu
+
+    gpu = canonical_gpu(args.gpu)
+    table = fit_gpu.load_a100(args.data)
+    with pd.option_context("display.width", 160, "display.precision", 2):
+        rep = fit_gpu.holdout_report(table, gpu, share=args.holdout, seed=args.seed)
+        print(f"{gpu}: held-out MAPE per source ({args.holdout:.0%} of each source's cells "
+              f"held out, seed {args.seed})")  # fmt: skip
+        print(rep.to_string(index=False))
+        ov = fit_gpu.source_overlap(table, gpu)
+        if len(ov):
+            print("\nsources on the same cells (second / first latency):")
+            g = ov.groupby(["first", "second", "model", "mig_slice"])["ratio"]
+            print(g.agg(["count", "median", "min", "max"]).to_string())
+        if gpu == "A100-80GB":
+            print("\ntransfer rules V100 law -> A100-80GB (7g cells, V100 at SM 100 %):")
+            print(fit_gpu.transfer_errors(table, gpu).to_string(index=False))
+            if fit_gpu.PACKAGED_A100.is_file():
+                print("\nFaST-GShare A100 profile (resnet, batch 1) beside the law (resnet50):")
+                print(fit_gpu.fastgshare_check(args.data).to_string(index=False))
+    if args.out:
+        doc = fit_gpu.fit_document(table, gpu, sources=", ".join(fit_gpu.A100_SOURCES))
+        doc["provenance"]["holdout_mape_pct"] = {
+            r["source"]: round(r["mape_pct"], 2) for _, r in rep.iterrows()
+        }
+        doc["provenance"]["licenses"] = (
+            "ParvaGPU (github.com/MunQ-Lee/ParvaGPU_SC24 5f3de1e, MIT); MIGProfiler "
+            "(github.com/HuaizhengZhang/MIGProfiler bd5f2d0, MIT); quota slow-down from the "
+            "RaPP V100 law (Apache-2.0)"
+        )
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hasim perf", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -472,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
     eo.add_argument("--folds", type=int, default=5, help="grouped folds over models (5)")
     eo.add_argument("--seed", type=int, default=0, help="split and LightGBM seed (0)")
     eo.add_argument("--json", help="write the headline figures as JSON")
+    gf = sub.add_parser("gpu-fit", help="fit/evaluate a GPU's compact law on the A100 sets")
+    gf.add_argument("--gpu", default="A100-80GB", help="A100-80GB (default) or A100-40GB")
+    gf.add_argument("--data", help="data dir (default: hasim's)")
+    gf.add_argument("--holdout", type=float, default=0.2, help="share of cells held out (0.2)")
+    gf.add_argument("--seed", type=int, default=0, help="split seed (0)")
+    gf.add_argument("--out", help="write the coefficients fitted on every cell here")
     return ap
 
 
@@ -487,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate_operators(args)
         if args.cmd == "calibrate-intervals":
             return cmd_calibrate_intervals(args)
+        if args.cmd == "gpu-fit":
+            return cmd_gpu_fit(args)
         return cmd_train(args)
     except HasimError as e:
         print(f"hasim perf: {e}", file=sys.stderr)

@@ -47,10 +47,19 @@ from typing import Any
 import numpy as np
 
 from hasim.errors import InputError, MissingDataError
+from hasim.hardware import canonical_gpu
 from hasim.perf.base import check_point
 from hasim.perf.common import bracket, check_number, lognormal_noise, smooth_max, unknown_model
 
 PACKAGED = Path(__file__).resolve().parent / "data" / "compact_v100.json"
+PACKAGED_BY_GPU: dict[str, Path] = {
+    "V100-16GB": PACKAGED,
+    "A100-80GB": PACKAGED.with_name("compact_a100_80gb.json"),
+    "A100-40GB": PACKAGED.with_name("compact_a100_40gb.json"),
+}
+"""The packaged coefficient file of each GPU with data (canonical names)."""
+DEFAULT_GPU = "V100-16GB"
+"""The GPU of a coefficient file without a ``gpu`` key, and of the default file."""
 FORMAT = "hasim-compact-latency/1"
 
 
@@ -59,8 +68,10 @@ class CompactConfig:
     """Fitted per-model law for V100 latency under SM partition x time quota (offline)."""
 
     kind: str = "compact"
-    coefficients: str = ""  # coefficient JSON file; "" = packaged hasim/perf/data/compact_v100.json
+    coefficients: str = ""  # coefficient JSON file; "" = the packaged file of the cluster's GPU
     noise_cv: float = 0.03  # coefficient of variation of the mean-1 lognormal noise, >= 0
+    measurements: str = ""  # measurement file/dir to fit the law on for the cluster's GPU
+    transfer: str = ""  # rule for GPUs without data: flops|bandwidth|roofline|same; "" = refuse
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,12 @@ def load_coefficients(path: str | Path | None = None) -> dict[str, Any]:
         raise InputError(f"invalid JSON: {e.msg}", path=p, line=e.lineno, column=e.colno) from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"unreadable file: {e}", path=p) from None
+    return coefficients_from_doc(doc, p)
+
+
+def coefficients_from_doc(doc: Any, p: Path | str = "<fitted coefficients>") -> dict[str, Any]:
+    """Check a coefficient document (the parsed JSON) and return its coefficients."""
+    p = Path(p)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _bad(p, f"format {doc.get('format') if isinstance(doc, dict) else None!r}", FORMAT)
     for key in ("batches", "quotas", "models", "smooth_p"):
@@ -140,8 +157,13 @@ def load_coefficients(path: str | Path | None = None) -> dict[str, Any]:
             if min(qscale) <= 0:
                 raise _bad(p, f"{where}.Qscale = {list(qscale)!r}", "positive numbers")
         models[name] = ModelCoef(f, a, k, q, qscale)
+    try:
+        gpu = canonical_gpu(str(doc.get("gpu", DEFAULT_GPU)))
+    except InputError as e:
+        raise _bad(p, f"gpu = {doc.get('gpu')!r}", e.expected) from None
     return {
         "path": p,
+        "gpu": gpu,
         "batches": tuple(float(b) for b in batches),
         "quotas": tuple(float(q) for q in quotas),
         "p": float(doc["smooth_p"]),
@@ -171,11 +193,20 @@ class CompactLatency:
 
     name = "compact"
 
-    def __init__(self, cfg: CompactConfig) -> None:
+    def __init__(
+        self, cfg: CompactConfig, path: str | Path | dict[str, Any] | None = None
+    ) -> None:
+        """``path``: the coefficient file (default ``cfg.coefficients``, else the packaged
+        V100 file), or coefficients already checked (:func:`coefficients_from_doc`) or a
+        coefficient document (a dict)."""
         check_number("noise_cv", cfg.noise_cv)
         self.cfg = cfg
-        loaded = load_coefficients(cfg.coefficients or None)
+        if isinstance(path, dict):
+            loaded = path if "p" in path else coefficients_from_doc(path)
+        else:
+            loaded = load_coefficients(path or cfg.coefficients or None)
         self.path: Path = loaded["path"]
+        self.gpu: str = loaded["gpu"]
         self.batches: tuple[float, ...] = loaded["batches"]
         self.quotas: tuple[float, ...] = loaded["quotas"]
         self.p: float = loaded["p"]
@@ -240,6 +271,16 @@ class CompactLatency:
         return lognormal_noise(rng, n, self.noise_cv)
 
 
-def build_compact(cfg: CompactConfig) -> CompactLatency:
-    """Build the compact latency model from its config."""
-    return CompactLatency(cfg)
+def build_compact(cfg: CompactConfig, gpu: str | None = None) -> CompactLatency:
+    """The compact latency model for ``gpu``: ``cfg.coefficients`` when set, else a law
+    fitted on ``cfg.measurements`` for ``gpu``, else the packaged file of ``gpu``; a GPU
+    without packaged data (and ``gpu=None``) gets the V100 file (its ``gpu`` then says
+    V100-16GB, so :func:`hasim.perf.transfer.bind_to_gpu` refuses or transfers)."""
+    if cfg.coefficients:
+        return CompactLatency(cfg)
+    target = canonical_gpu(gpu) if gpu else DEFAULT_GPU
+    if cfg.measurements and gpu:
+        from hasim.perf.fit_gpu import fit_for_gpu
+
+        return CompactLatency(cfg, fit_for_gpu(cfg.measurements, target))
+    return CompactLatency(cfg, PACKAGED_BY_GPU.get(target, PACKAGED))

@@ -6,7 +6,8 @@ RaPP-style small per-model profile.
   plus ``bert``), made by our own code (``calibration/model_features.py``) from the
   torchvision architecture definitions; columns and units in
   ``hasim/perf/data/model_features.md``.
-* :func:`gpu_features`: datasheet figures of the GPUs hasim simulates.
+* :func:`gpu_features`: datasheet figures of the GPUs hasim simulates (from the hardware
+  catalogue, :mod:`hasim.hardware`).
 * :func:`prior_profile`: the 11 latencies RaPP's protocol profiles per model (batch 1 at
   six SM levels, full quota; batch 4 at full SM and five quotas), read from a
   measurement table (:func:`hasim.perf.measurements.load_measurements`).
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hasim import hardware
 from hasim.errors import InputError, MissingDataError
 from hasim.perf.measurements import COLUMNS as MEASUREMENT_COLUMNS
 
@@ -85,88 +87,24 @@ def model_features(path: str | Path | None = None) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- GPUs
 
-# Peak figures from NVIDIA's datasheets and architecture whitepapers (boost clocks,
-# dense tensor-core rates, i.e. without structured sparsity):
-# * V100 SXM2 16 GB: "NVIDIA Tesla V100 GPU Accelerator" datasheet (2018) and the
-#   "NVIDIA Tesla V100 GPU Architecture" whitepaper (2017): 80 SMs, 15.7 TFLOP/s FP32,
-#   125 TFLOP/s tensor, 900 GB/s HBM2, 6 MB L2, 1530 MHz. (PCIe card: 14 / 112 TFLOP/s.)
-#   RaPP's V100 16 GB (LRZ cloud VMs) form factor is not stated; SXM2 figures here.
-# * A100 SXM4 40 GB / 80 GB: "NVIDIA A100 Tensor Core GPU" datasheet (2021) and the
-#   "NVIDIA A100 Tensor Core GPU Architecture" whitepaper (2020): 108 SMs, 19.5 TFLOP/s
-#   FP32, 312 TFLOP/s FP16 tensor, 1,555 GB/s (40 GB HBM2) / 2,039 GB/s (80 GB HBM2e),
-#   40 MB L2, 1410 MHz, up to 7 MIG instances.
-# * H100 SXM5 80 GB / H100 PCIe 80 GB: "NVIDIA H100 Tensor Core GPU" datasheet (2023)
-#   and the "NVIDIA H100 Tensor Core GPU Architecture" whitepaper (2022): SXM5 132 SMs,
-#   67 TFLOP/s FP32, 989 TFLOP/s FP16 tensor, 3,350 GB/s HBM3, 1980 MHz; PCIe 114 SMs,
-#   51 / 756 TFLOP/s, 2,000 GB/s HBM2e, 1755 MHz; 50 MB L2, up to 7 MIG instances.
-# * H200 SXM 141 GB: "NVIDIA H200 Tensor Core GPU" datasheet (2024): the H100 SXM5 die
-#   (132 SMs, 67 / 989 TFLOP/s) with 141 GB HBM3e at 4,800 GB/s.
 GPUS: dict[str, dict[str, Any]] = {
-    "V100-16GB": {
-        "sm_count": 80, "peak_fp32_tflops": 15.7, "peak_fp16_tensor_tflops": 125.0,
-        "mem_bandwidth_gbs": 900.0, "memory_gb": 16.0, "l2_mb": 6.0, "boost_clock_mhz": 1530,
-        "mig_max_instances": 0, "form_factor": "SXM2",
-    },
-    "A100-40GB": {
-        "sm_count": 108, "peak_fp32_tflops": 19.5, "peak_fp16_tensor_tflops": 312.0,
-        "mem_bandwidth_gbs": 1555.0, "memory_gb": 40.0, "l2_mb": 40.0, "boost_clock_mhz": 1410,
-        "mig_max_instances": 7, "form_factor": "SXM4",
-    },
-    "A100-80GB": {
-        "sm_count": 108, "peak_fp32_tflops": 19.5, "peak_fp16_tensor_tflops": 312.0,
-        "mem_bandwidth_gbs": 2039.0, "memory_gb": 80.0, "l2_mb": 40.0, "boost_clock_mhz": 1410,
-        "mig_max_instances": 7, "form_factor": "SXM4",
-    },
-    "H100": {
-        "sm_count": 132, "peak_fp32_tflops": 67.0, "peak_fp16_tensor_tflops": 989.0,
-        "mem_bandwidth_gbs": 3350.0, "memory_gb": 80.0, "l2_mb": 50.0, "boost_clock_mhz": 1980,
-        "mig_max_instances": 7, "form_factor": "SXM5",
-    },
-    "H100-PCIe": {
-        "sm_count": 114, "peak_fp32_tflops": 51.0, "peak_fp16_tensor_tflops": 756.0,
-        "mem_bandwidth_gbs": 2000.0, "memory_gb": 80.0, "l2_mb": 50.0, "boost_clock_mhz": 1755,
-        "mig_max_instances": 7, "form_factor": "PCIe",
-    },
-    "H200": {
-        "sm_count": 132, "peak_fp32_tflops": 67.0, "peak_fp16_tensor_tflops": 989.0,
-        "mem_bandwidth_gbs": 4800.0, "memory_gb": 141.0, "l2_mb": 50.0, "boost_clock_mhz": 1980,
-        "mig_max_instances": 7, "form_factor": "SXM",
-    },
-}  # fmt: skip
-"""Datasheet figures per GPU name: SMs, peak TFLOP/s, bandwidth GB/s, memory GB, ..."""
-
-GPU_ALIASES = {
-    "V100": "V100-16GB",
-    "V100-SXM2-16GB": "V100-16GB",
-    "A100-SXM4-40GB": "A100-40GB",
-    "A100-SXM4-80GB": "A100-80GB",
-    "H100-80GB": "H100",
-    "H100-SXM": "H100",
-    "H100-SXM5": "H100",
-    "H100-SXM5-80GB": "H100",
-    "H100-PCIE-80GB": "H100-PCIe",
-    "H200-141GB": "H200",
+    name: {k: v for k, v in spec.features().items() if k != "name"}
+    for name, spec in hardware.CATALOGUE.items()
 }
+"""Datasheet figures per GPU name, read from the hardware catalogue (:mod:`hasim.hardware`)."""
+
+GPU_ALIASES = hardware.ALIASES
 """Other spellings accepted by :func:`gpu_features` (case-insensitive)."""
 
 
 def known_gpus() -> list[str]:
     """Canonical GPU names :func:`gpu_features` knows."""
-    return list(GPUS)
+    return hardware.known_gpus()
 
 
 def canonical_gpu(gpu: str) -> str:
     """The canonical name of ``gpu`` (case-insensitive, aliases resolved) or InputError."""
-    if not isinstance(gpu, str):
-        raise InputError(f"GPU {gpu!r}", expected="a GPU name string")
-    key = gpu.strip().upper().replace(" ", "-").replace("_", "-")
-    by_upper = {k.upper(): k for k in GPUS}
-    if key in by_upper:
-        return by_upper[key]
-    if key in GPU_ALIASES:
-        return GPU_ALIASES[key]
-    hint = " (say A100-40GB or A100-80GB)" if key == "A100" else ""
-    raise InputError(f"unknown GPU {gpu!r}{hint}", expected="one of " + ", ".join(GPUS))
+    return hardware.canonical_gpu(gpu)
 
 
 def gpu_features(gpu: str) -> dict[str, Any]:
@@ -176,8 +114,7 @@ def gpu_features(gpu: str) -> dict[str, Any]:
     (dense), ``mem_bandwidth_gbs`` (GB/s), ``memory_gb``, ``l2_mb``, ``boost_clock_mhz``,
     ``mig_max_instances`` (0 = no MIG), ``form_factor``. A new dict each call.
     """
-    name = canonical_gpu(gpu)
-    return {"name": name, **GPUS[name]}
+    return hardware.gpu_spec(gpu).features()
 
 
 # --------------------------------------------------------------------------- prior profile

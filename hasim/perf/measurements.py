@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hasim import hardware
 from hasim.errors import InputError, MissingDataError
 from hasim.paths import FETCH_HINT, data_dir
 from hasim.perf.common import read_json
@@ -119,8 +120,12 @@ FLAT_HEADER = ("model", "sm_pct", "batch", "quota_pct", "latency_ms_mean")
 PARVA_HEADER = ("Mig instance", "Batch size", "Workload Number", "Throughput", "Latency")
 QPS_HEADER = ("gpuName", "model", "quota", "sm", "qps")
 
-PARVA_SLICES = {1: "1g.10gb", 2: "2g.20gb", 3: "3g.40gb", 4: "4g.40gb", 7: "7g.80gb"}
-"""ParvaGPU's ``Mig instance`` (GPCs) -> A100 80 GB MIG slice."""
+PARVA_SLICES = {
+    p.compute_slices: p.name
+    for p in reversed(hardware.gpu_spec(PARVA_GPU).mig)
+}
+"""ParvaGPU's ``Mig instance`` (GPCs) -> A100 80 GB MIG slice (the smallest-memory profile
+of that size: 1g.10gb .. 7g.80gb)."""
 PARVA_MODELS = {"inceptionv3": "inception_v3", "mobilenetv2": "mobilenet_v2"}
 PARVA_MAX_LATENCY_S = 100.0
 """A ParvaGPU ``Latency`` above this many seconds means the file is not in seconds."""
@@ -128,14 +133,16 @@ PARVA_RATIO_TOL = 3.0
 """``Latency x Throughput / Batch size`` is 0.8..1.33 in the real files (1 ms rounding);
 outside [1/3, 3] the units are wrong (milliseconds give ~1000)."""
 
-MIG_SLICE_GPU = {
-    **{s: "A100-40GB" for s in ("1g.5gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb")},
-    **{s: "A100-80GB" for s in ("1g.10gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb")},
+_A100_SLICES = {g: {p.name for p in hardware.gpu_spec(g).mig} for g in ("A100-40GB", "A100-80GB")}
+MIG_SLICE_GPUS = {
+    name: tuple(g for g, names in _A100_SLICES.items() if name in names)
+    for names in _A100_SLICES.values()
+    for name in names
 }
-"""The A100 variant each MIG slice name belongs to."""
+"""The A100 variants a MIG slice name exists on (``1g.10gb``: both)."""
 MIG_PROFILE_IDS = {
-    "A100-40GB": {19: "1g.5gb", 14: "2g.10gb", 9: "3g.20gb", 5: "4g.20gb", 0: "7g.40gb"},
-    "A100-80GB": {19: "1g.10gb", 14: "2g.20gb", 9: "3g.40gb", 5: "4g.40gb", 0: "7g.80gb"},
+    gpu: {p.profile_id: p.name for p in hardware.gpu_spec(gpu).mig}
+    for gpu in ("A100-40GB", "A100-80GB")
 }
 """NVIDIA's MIG GPU-instance profile ids (``nvidia-smi mig -lgip``) -> slice names."""
 MIG_MEMORY = {
@@ -606,18 +613,21 @@ def _migprof_rows(path: Path) -> Rows:
     n = len(df)
     if "mig_profile" in df.columns:
         slices = df["mig_profile"].str.strip().str.lower().to_numpy(dtype=object)
-        k = _first_bad(np.array([s not in MIG_SLICE_GPU for s in slices]))
+        k = _first_bad(np.array([s not in MIG_SLICE_GPUS for s in slices]))
         if k is not None:
             raise InputError(
                 f"mig_profile = {df['mig_profile'].iloc[k]!r}", path=path, line=k + 2,
                 column="mig_profile", expected="an A100 MIG slice such as 1g.10gb",
             )  # fmt: skip
-        gpus = {MIG_SLICE_GPU[s] for s in slices}
+        gpus = set.intersection(*(set(MIG_SLICE_GPUS[s]) for s in slices))
         if gpu is None and len(gpus) == 1:
             gpu = gpus.pop()
-        elif gpu is not None and gpus != {gpu}:
+        elif gpu is None or gpu not in gpus:
             raise InputError(
-                f"mig_profile slices {sorted(set(slices))} do not belong to the {gpu} of the path",
+                f"mig_profile slices {sorted(set(slices))} do not tell one A100 variant"
+                if gpu is None
+                else f"mig_profile slices {sorted(set(slices))} do not belong to the {gpu} "
+                "of the path",
                 path=path,
             )
     else:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from hasim.errors import InputError, MissingDataError
+from hasim.hardware import canonical_gpu
 from hasim.paths import data_dir
 from hasim.perf.base import check_point
 from hasim.perf.common import check_cfg, check_number, lognormal_noise, unknown_model
@@ -57,11 +58,12 @@ class RaPPConfig:
 
     kind: str = "rapp"
     artifact: str = ""  # predictor metadata JSON; "" = packaged hasim/perf/data/rapp_v100.json
-    gpu: str = "V100-16GB"  # GPU whose prior profiles to use
+    gpu: str = "V100-16GB"  # GPU whose prior profiles to use (its latencies are for it)
     noise_cv: float = 0.03  # coefficient of variation of the mean-1 lognormal noise, >= 0
     monotone: bool = False  # order the dense grid: up in batch, down in SM and in quota
     cache: bool = True  # keep dense grids on disk
     cache_dir: str = ""  # folder of the grid cache; "" = <data dir>/cache
+    transfer: str = ""  # rule for GPUs without data: flops|bandwidth|roofline|same; "" = refuse
 
 
 def _safe(name: str) -> str:
@@ -79,6 +81,7 @@ class RaPPLatency:
         check_number("noise_cv", cfg.noise_cv)
         check_cfg(isinstance(cfg.gpu, str) and bool(cfg.gpu), "gpu", cfg.gpu, "a GPU name")
         self.cfg = cfg
+        self.gpu = canonical_gpu(cfg.gpu)
         path = Path(cfg.artifact) if cfg.artifact else PACKAGED
         if not path.is_file():
             if not cfg.artifact:

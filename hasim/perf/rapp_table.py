@@ -85,6 +85,8 @@ from hasim.perf.common import (
 DEFAULT_DIR = "measurements/rapp-has-gpu-v100/graph_features_all_models"
 DEFAULT_BERT = "measurements/has-gpu-bert-table/bert_qt.csv"
 BERT_MODEL = "bert"
+RAPP_GPU = "V100-16GB"
+"""The GPU the RaPP and HAS-GPU BERT tables were measured on."""
 CACHE_VERSION = 4
 """Bump when parsing or filling changes so stale caches are ignored."""
 
@@ -107,6 +109,7 @@ class RaPPTableConfig:
     noise_cv: float = 0.03  # coefficient of variation of the mean-1 lognormal noise, >= 0
     cache: bool = True  # keep the parsed table as an .npz file for fast reloads
     cache_dir: str = ""  # folder of the cache file; "" = <data dir>/cache
+    transfer: str = ""  # rule for GPUs without data: flops|bandwidth|roofline|same; "" = refuse
 
 
 # --------------------------------------------------------------------------- grids
@@ -621,6 +624,7 @@ class RaPPTableLatency:
     """LatencyModel interpolating the measured RaPP V100 table (and the BERT table)."""
 
     name = "rapp_table"
+    gpu = RAPP_GPU
 
     def __init__(self, cfg: RaPPTableConfig) -> None:
         check_number("noise_cv", cfg.noise_cv)

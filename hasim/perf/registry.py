@@ -22,12 +22,14 @@ from hasim.perf.rapp import build as build_rapp
 from hasim.perf.rapp_table import RaPPTableConfig, build_rapp_table
 from hasim.perf.synthetic import SyntheticConfig, build_synthetic
 
-PERF_KINDS: dict[str, tuple[type, Callable[[Any], LatencyModel]]] = {
+PERF_KINDS: dict[str, tuple[type, Callable[[Any, str | None], LatencyModel]]] = {
     "compact": (CompactConfig, build_compact),
-    "rapp_table": (RaPPTableConfig, build_rapp_table),
-    "synthetic": (SyntheticConfig, build_synthetic),
-    "rapp": (RaPPConfig, build_rapp),
+    "rapp_table": (RaPPTableConfig, lambda cfg, gpu=None: build_rapp_table(cfg)),
+    "synthetic": (SyntheticConfig, lambda cfg, gpu=None: build_synthetic(cfg)),
+    "rapp": (RaPPConfig, lambda cfg, gpu=None: build_rapp(cfg)),
 }
+"""kind -> (config dataclass, builder(cfg, gpu)): ``gpu`` is the cluster's GPU (a model
+with data for it uses them; others build for their own GPU, see ``hasim.perf.transfer``)."""
 
 
 def _kind_of(cfg: Any) -> str:
@@ -49,7 +51,18 @@ def perf_config(cfg: Any) -> Any:
     return to_typed(cfg, cls, "perf")
 
 
-def build_latency_model(cfg: Any) -> LatencyModel:
-    """Build the latency model of kind ``cfg.kind`` (dataclass instance, dict or DictConfig)."""
+def build_latency_model(cfg: Any, gpu: str | None = None) -> LatencyModel:
+    """Build the latency model of kind ``cfg.kind`` (dataclass instance, dict or DictConfig)
+    with data for ``gpu`` where it has some (no check: see :func:`build_for_gpu`)."""
     _, builder = PERF_KINDS[_kind_of(cfg)]
-    return builder(perf_config(cfg))
+    return builder(perf_config(cfg), gpu)
+
+
+def build_for_gpu(cfg: Any, gpu: str, models: list[str]) -> tuple[LatencyModel, list[str]]:
+    """The latency model for a cluster of ``gpu`` serving ``models`` plus its warnings;
+    refuses a GPU without data unless ``perf.transfer`` names a rule
+    (:func:`hasim.perf.transfer.bind_to_gpu`)."""
+    from hasim.perf.transfer import bind_to_gpu
+
+    _, builder = PERF_KINDS[_kind_of(cfg)]
+    return bind_to_gpu(perf_config(cfg), builder, gpu, models)

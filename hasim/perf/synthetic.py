@@ -35,6 +35,7 @@ class SyntheticLatency:
     """LatencyModel with ``mean + per_item * (batch - 1)`` seconds and i.i.d. noise."""
 
     name = "synthetic"
+    gpu = None  # resource-blind: the same latencies on every GPU
 
     def __init__(self, cfg: SyntheticConfig) -> None:
         check_cfg(

@@ -120,14 +120,23 @@ class Simulation:
             Gpu(i, f"node{i // cluster.gpus_per_node}", gt, cluster.rows_per_gpu)
             for i in range(cluster.nodes * cluster.gpus_per_node)
         ]
-        self.price_per_hour = cluster.price_per_gpu_hour or gt.price_per_hour
+        price = cluster.price_per_gpu_hour or gt.price_per_hour
+        if price is None:
+            raise InputError(
+                f"cluster.gpu={cluster.gpu!r}: the hardware catalogue has no price for {gt.name}",
+                expected="cluster.price_per_gpu_hour=<USD per GPU-hour>",
+            )
+        self.price_per_hour = float(price)
         self.specs: dict[str, FunctionSpec] = {f.name: f for f in workload.functions}
+        # a GPU-blind latency model (synthetic) serves fictitious models; others need facts
+        self.toy_models = getattr(perf, "gpu", None) is None
         for f in workload.functions:
             if not perf.knows(f.model):
                 raise InputError(
                     f"function {f.name!r} serves unknown model {f.model!r}",
                     expected=f"a model the latency model {perf.name!r} knows",
                 )
+            model_facts(f.model, toy=self.toy_models)
         self.backend: KernelBackend | None = None  # kernel mode: the GPUs' schedulers
         if sim.fidelity == "kernel":
             self.backend = KernelBackend(
@@ -272,7 +281,7 @@ class Simulation:
             raise HasimError(f"autoscaler created a pod for unknown function {a.function!r}")
         sm, q = (100.0, 1.0) if a.exclusive else (float(a.sm_pct), float(a.quota))
         validate_pod_request(sm, q, a.batch)
-        facts = model_facts(spec.model, self.ccfg.model_memory_mb)
+        facts = model_facts(spec.model, self.ccfg.model_memory_mb, toy=self.toy_models)
         if a.rect is not None:
             if a.gpu is None or not 0 <= a.gpu < len(self.gpus):
                 raise HasimError(f"CreatePod with rect {a.rect} needs a valid gpu, got {a.gpu}")

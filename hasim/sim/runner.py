@@ -15,6 +15,7 @@ from hasim.autoscale.registry import AUTOSCALER_KINDS
 from hasim.config.schema import ClusterConfig, OutputConfig, SimConfig
 from hasim.config.typed import pick_kind, to_typed
 from hasim.paths import conf_dir
+from hasim.perf.transfer import bind_to_gpu
 from hasim.sim import metrics
 from hasim.sim.engine import Simulation
 from hasim.sim.results import run_name, write_run
@@ -164,7 +165,7 @@ def replica_summary(
     p = _parts(OmegaConf.create(cfg))
     p.sim.progress = False
     workload = p.wbuild(p.workload, Streams(seed).get("arrivals"))
-    perf = p.pbuild(p.perf)
+    perf, _ = bind_to_gpu(p.perf, p.pbuild, p.cluster.gpu, [f.model for f in workload.functions])
     if factors is not None:
         perf = ScaledLatency(perf, factors)
     sim = Simulation(workload, perf, p.abuild(p.autoscaler, p.cluster), p.cluster, p.sim, seed)
@@ -221,7 +222,7 @@ def run_config(
         return load_run(target)
 
     workload = wbuild(wcfg, Streams(seed).get("arrivals"))
-    perf = pbuild(pcfg)
+    perf, warnings = bind_to_gpu(pcfg, pbuild, ccfg.gpu, [f.model for f in workload.functions])
     autoscaler = abuild(acfg, ccfg)
     bar, update = _progress_bar(scfg.progress, workload.duration_s + scfg.drain)
     trace = None
@@ -251,6 +252,8 @@ def run_config(
             "autoscaler": acfg.kind,
         }
     )
+    if warnings:
+        summary["warning"] = "; ".join(warnings)
     functions = metrics.functions_frame(sim, requests, slos)
     result = Result(
         summary=summary,
@@ -348,6 +351,8 @@ def format_summary(result: Result) -> str:
     bands = format_bands(s)
     if bands is not None:
         lines.append(bands)
+    if s.get("warning"):
+        lines.append(f"  WARNING: {s['warning']}")
     failed = result.actions[~result.actions["ok"]] if len(result.actions) else result.actions
     if len(failed):
         notes = ", ".join(f"{n} x {k}" for k, n in failed["note"].value_counts().items())
