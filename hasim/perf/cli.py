@@ -9,6 +9,8 @@
     hasim perf evaluate-operators [--data DIR] [--folds K] [--seed N]
     hasim perf calibrate-intervals [--artifact PATH] [--out PATH] [--data DIR] [--folds K]
     hasim perf gpu-fit [--gpu A100-80GB] [--data DIR] [--holdout 0.2] [--seed N] [--out FILE]
+    hasim perf gnn-evaluate --protocol {random,unseen-config,unseen-model} [--folds K]
+                        [--seed S] [--data DIR] [--steps N] [--no-baseline] [--json [FILE]]
 
 ``evaluate`` also scores 90 % prediction intervals (coverage: the share of scored cells
 inside their interval; mean width relative to the prediction; see
@@ -38,6 +40,12 @@ fetch`` puts it there).
 sources overlap, the error of the transfer rules from the V100 law, FaST-GShare's A100
 profile beside the law; ``--out`` writes the coefficients (the packaged files are
 ``hasim/perf/data/compact_a100_80gb.json`` / ``compact_a100_40gb.json``).
+
+``gnn-evaluate``: RaPP's graph approach (:mod:`hasim.perf.gnn`, needs torch: the
+``calibrate`` extra) -- a graph attention network over each model's operator chain plus an
+MLP, scored on the same splits as ``evaluate`` alone, beside today's LightGBM predictor and
+as their log-space ensemble (weight 0.5, fixed). Prints MAPE, median and p90 APE per
+predictor and the training times; its last line is the ensemble's ``MAPE <x>%``.
 
 ``train-operators`` / ``evaluate-operators``: the per-operator (kernel) model of
 :mod:`hasim.perf.operators`; ``--data`` is a data dir, the ``rapp-has-gpu-v100`` folder or a
@@ -173,6 +181,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"mean width {100 * iv['mean_width']:.1f}% of the prediction"
         )
     print(f"MAPE {100 * res.mape:.2f}%")
+    return 0
+
+
+def cmd_gnn_evaluate(args: argparse.Namespace) -> int:
+    from hasim.perf.gnn import GNNParams, evaluate_gnn
+
+    to_stdout = args.json == "-"
+    say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print
+    tab, _, _ = resolve_data(args.data)
+    tab = _models_filter(tab, args.models)
+    held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
+    if held and args.protocol != "unseen-model":
+        raise InputError("--holdout-models needs --protocol unseen-model")
+    params = GNNParams(seed=args.seed, val_by_model=args.protocol == "unseen-model")
+    if args.steps is not None:
+        params.max_steps = args.steps
+    t0 = time.perf_counter()
+    res = evaluate_gnn(
+        tab,
+        args.protocol,
+        seed=args.seed,
+        folds=args.folds,
+        holdout_models=held,
+        params=params,
+        lgbm_params=_params(args),
+        baseline=not args.no_baseline,
+        static=_static(args.static),
+        log=say,
+    )
+    for line in res.lines():
+        say(line)
+    doc = {"argv": argv_of(args), **res.summary()}
+    if to_stdout:
+        print(json.dumps(doc))
+        return 0
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"summary: {args.json}")
+    print(f"wall time: {time.perf_counter() - t0:.1f} s")
+    best = "ensemble" if "ensemble" in res.reports else "gnn"
+    print(f"MAPE {100 * res.reports[best]['mape']:.2f}%")
     return 0
 
 
@@ -502,6 +552,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ci.add_argument("--folds", type=int, default=5, help="folds per kind (5)")
     common(ci)
+    gn = sub.add_parser(
+        "gnn-evaluate",
+        help="RaPP's graph approach: GNN alone, LightGBM and their ensemble (needs torch)",
+    )
+    gn.add_argument(
+        "--protocol", required=True, choices=("random", "unseen-config", "unseen-model")
+    )
+    gn.add_argument("--holdout-models", help="unseen-model: test on these, train on the rest")
+    gn.add_argument("--folds", type=int, default=5, help="unseen-model: grouped folds (5)")
+    gn.add_argument("--steps", type=int, help="GNN: most training steps (default 800)")
+    gn.add_argument(
+        "--no-baseline", action="store_true", help="score the GNN alone (no LightGBM fits)"
+    )
+    gn.add_argument(
+        "--json", nargs="?", const="-", help="print (or with FILE: write) the figures as JSON"
+    )
+    common(gn)
     tr = sub.add_parser("train", help="fit on all data and write the artifact")
     tr.add_argument("--out", help="artifact .json (default: the packaged rapp_v100.json)")
     tr.add_argument("--no-bert", action="store_true", help="leave HAS-GPU's BERT table out")
@@ -536,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train_operators(args)
         if args.cmd == "evaluate-operators":
             return cmd_evaluate_operators(args)
+        if args.cmd == "gnn-evaluate":
+            return cmd_gnn_evaluate(args)
         if args.cmd == "calibrate-intervals":
             return cmd_calibrate_intervals(args)
         if args.cmd == "gpu-fit":
