@@ -14,7 +14,13 @@
   order (FIFO: start times never decrease along the arrivals);
 * resources, at every allocation change: per GPU, the held SM x quota shares sum to at
   most one GPU and memory to at most its capacity; each row's pods share one SM size
-  and their quotas sum to <= 1; the rows' SM sizes sum to <= 100 %.
+  and their quotas sum to <= 1; the rows' SM sizes sum to <= 100 %;
+* MIG (any run that used MIG instances): per instance at every allocation change, its
+  rows share one SM size each with quotas <= 1, the rows' SM sizes sum to <= 100 % of
+  the instance and memory <= the instance's; a pod holds a share only while its
+  instance is ready (not before it was ready, not after it was removed); per GPU at
+  every instance change, the instances holding slices fit the placement rules
+  (``mig_layout_fits``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hasim.hardware import mig_layout_fits
 from hasim.sim import metrics
 
 EPS = 1e-9
@@ -32,6 +39,7 @@ def check_run(sim, req: pd.DataFrame) -> None:
     _conservation(sim, req)
     _service(sim, req)
     _resources(sim)
+    _mig(sim)
 
 
 def _conservation(sim, req: pd.DataFrame) -> None:
@@ -94,9 +102,48 @@ def _resources(sim) -> None:
             assert held["share"].sum() <= 1.0 + 1e-6, (gid, t)
             assert held["mem_mb"].sum() <= cap[gid] + 1e-6, (gid, t)
             row = np.array([sim.pods[int(p)].row for p in held["pod"]])
-            in_rows = held[(row >= 0) & ~held["exclusive"].to_numpy()]
+            rowed = (row >= 0) & ~held["exclusive"].to_numpy() & (held["mig"].to_numpy() < 0)
+            in_rows = held[rowed]
             if len(in_rows):
-                by_row = in_rows.groupby(row[(row >= 0) & ~held["exclusive"].to_numpy()])
+                by_row = in_rows.groupby(row[rowed])
                 assert (by_row["sm_pct"].nunique() == 1).all(), (gid, t)
                 assert (by_row["quota"].sum() <= 1.0 + 1e-6).all(), (gid, t)
                 assert by_row["sm_pct"].first().sum() <= 100.0 + 1e-6, (gid, t)
+
+
+def _mig(sim) -> None:
+    insts = {i.uid: i for i in getattr(sim, "mig", {}).values()}
+    if not insts:
+        return
+    a = metrics.alloc_frame(sim)
+    a = a[a["mig"] >= 0]
+    for uid, g in a.groupby("mig"):
+        inst = insts[int(uid)]
+        removed = inst.removed_at if inst.removed_at == inst.removed_at else np.inf
+        assert (g["t_start"] >= inst.ready_at - EPS).all(), ("share before ready", uid)
+        assert (g["t_end"] <= removed + EPS).all(), ("share after removal", uid)
+        assert (g["gpu"] == inst.gpu_id).all()
+        times = np.unique(np.concatenate([g["t_start"], g["t_end"]]))
+        for t in times:
+            held = g[(g["t_start"] <= t) & (g["t_end"] > t)]
+            if held.empty:
+                continue
+            rows = np.array([sim.pods[int(p)].row for p in held["pod"]])
+            by_row = held.groupby(rows)
+            assert (by_row["sm_pct"].nunique() == 1).all(), (uid, t)
+            assert (by_row["quota"].sum() <= 1.0 + 1e-6).all(), (uid, t)
+            assert by_row["sm_pct"].first().sum() <= 100.0 + 1e-6, (uid, t)
+            assert held["mem_mb"].sum() <= inst.profile.memory_mb + 1e-6, (uid, t)
+    spec = sim.gpus[0].type
+    for gid in {i.gpu_id for i in insts.values()}:
+        on = [i for i in insts.values() if i.gpu_id == gid and i.ready_at == i.ready_at]
+        times = {i.ready_at for i in on} | {
+            i.removed_at for i in on if i.removed_at == i.removed_at
+        }
+        for t in times:
+            held = [
+                i.key
+                for i in on
+                if i.ready_at <= t and not (i.removed_at == i.removed_at and i.removed_at <= t)
+            ]
+            assert mig_layout_fits(spec, held), (gid, t, held)

@@ -1,8 +1,9 @@
 """Every registered policy, on random small scenarios, leaves a run that satisfies the
 engine's invariants (tests/invariants.py): request conservation, service only by live
 pods of the right function in FIFO order with one batch at a time per pod, GPU shares,
-row quotas, SM sizes and memory within bounds. The GPU invariants are also asserted
-after every control action (sim.check_invariants)."""
+row quotas, SM sizes and memory within bounds; for policies that use MIG (parvagpu, and
+static with ``mig``, on A100s) the per-instance rules and the placement rules too. The
+GPU invariants are also asserted after every control action (sim.check_invariants)."""
 
 from __future__ import annotations
 
@@ -50,17 +51,28 @@ def scenarios(draw):
     return Workload(specs, arrivals, duration), cluster, draw(st.integers(0, 3))
 
 
+# policies on MIG GPUs: kind -> (registered kind, config overrides); short periods and a
+# short reconfiguration so that reconfigurations happen within the scenarios
+MIG_POLICIES = {
+    "parvagpu": ("parvagpu", {"period_s": 5.0, "window_s": 5.0}),
+    "static_mig": ("static", {"mig": "2g.20gb", "pods": 2, "sm": 50.0, "quota": 0.5}),
+}
+
+
 def run_policy(kind: str, workload: Workload, cluster: dict, seed: int):
+    kind, overrides = MIG_POLICIES.get(kind, (kind, {}))
     schema, build = AUTOSCALER_KINDS[kind]
     cold = dataclasses.replace(no_cold_start(), container_start=DistConfig("constant", 1.5))
+    if kind == "parvagpu" or "mig" in overrides:
+        cluster = {**cluster, "gpu": "A100-80GB", "mig_reconfigure_s": 2.0}
     cc = ClusterConfig(**{"cold_start": cold, **cluster})  # pods take a while to start
-    policy = build(to_typed({"kind": kind}, schema, "autoscaler"), cc)
+    policy = build(to_typed({"kind": kind, **overrides}, schema, "autoscaler"), cc)
     scfg = SimConfig(progress=False, check_invariants=True, drain=30.0)
     sim = Simulation(workload, StubLatency(0.03, per_item=0.01), policy, cc, scfg, seed).run()
     return sim, metrics.requests_frame(sim, metrics.slos(sim))
 
 
-@pytest.mark.parametrize("kind", sorted(AUTOSCALER_KINDS))
+@pytest.mark.parametrize("kind", sorted(set(AUTOSCALER_KINDS) | set(MIG_POLICIES)))
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=scenarios())
 def test_every_policy_keeps_the_invariants(kind, case):

@@ -42,6 +42,12 @@ class CreatePod:
     warm: the pod is already running (provisioned before the run): no cold start.
     rect: with ``gpu``, place the pod as a box (x, y, w, h) on that GPU (x, w in
     thousandths of the token window, y, h in SM %; see hasim.cluster.gpu).
+    mig: a MIG profile name (``"3g.40gb"``): the pod runs in a MIG instance of that
+    profile and ``sm_pct`` is percent of the instance (hasim.cluster.mig). Without
+    ``gpu``: a new instance for this pod, on the first GPU whose layout has room (GPUs
+    already split first, then unused ones; the start that fragments least). With ``gpu``
+    and ``mig_start``: into the instance (mig, mig_start) of that GPU, created (pending,
+    ``cluster.mig_reconfigure_s``) when absent.
     """
 
     function: str
@@ -53,6 +59,21 @@ class CreatePod:
     exclusive: bool = False
     warm: bool = False
     rect: tuple[int, int, int, int] | None = None
+    mig: str | None = None
+    mig_start: int | None = None
+
+
+@dataclass(frozen=True)
+class ReconfigureMig:
+    """Reconfigure GPU ``gpu`` to the MIG ``layout`` ((profile, start slice), ...):
+    instances not in it are drained away (their pods deleted; each is gone when its last
+    pod is removed), missing ones are created pending and become ready
+    ``cluster.mig_reconfigure_s`` after the slices they need are free. warm: new
+    instances on free slices are ready at once (configured before the run)."""
+
+    gpu: int
+    layout: tuple[tuple[str, int], ...]
+    warm: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +91,7 @@ class DeletePod:
     pod: int
 
 
-Action = CreatePod | UpdateQuota | DeletePod
+Action = CreatePod | UpdateQuota | DeletePod | ReconfigureMig
 
 
 @dataclass(frozen=True)
@@ -88,12 +109,26 @@ class PodInfo:
     row: int
     created_at: float
     ready_at: float
+    mig: int | None = None  # uid of the MIG instance holding it (sm_pct: % of it)
+
+
+@dataclass(frozen=True)
+class MigInfo:
+    """A MIG instance: profile name, start memory slice, state (pending, ready,
+    draining), its pods' ids and the SM % of the instance its non-empty rows hold."""
+
+    uid: int
+    profile: str
+    start: int
+    state: str
+    pods: tuple[int, ...]
+    sm_used: float
 
 
 @dataclass(frozen=True)
 class GpuInfo:
     """A GPU: rows as (sm_pct, free quota fraction) (sm_pct 0 = empty row); rects: boxes
-    of rectangle-placed pods; occupancy = HGO; memory in MB."""
+    of rectangle-placed pods; occupancy = HGO; memory in MB; mig: its MIG instances."""
 
     id: int
     type: str
@@ -102,6 +137,7 @@ class GpuInfo:
     occupancy: float
     mem_free_mb: float
     pods: tuple[int, ...]
+    mig: tuple[MigInfo, ...] = ()
 
 
 class ClusterView(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hasim.autoscale import fastgshare, fastgshare_deployed, has, kpa, timeshare
+from hasim.autoscale import fastgshare, fastgshare_deployed, has, kpa, parvagpu, timeshare
 from hasim.autoscale.base import Autoscaler
 from hasim.autoscale.static import StaticAutoscaler, StaticConfig
 from hasim.config.schema import ClusterConfig
@@ -17,7 +17,10 @@ from hasim.config.schema import ClusterConfig
 Factory = Callable[[Any, ClusterConfig], Autoscaler]
 
 AUTOSCALER_KINDS: dict[str, tuple[type, Factory]] = {
-    "static": (StaticConfig, lambda cfg, cluster: StaticAutoscaler(cfg, cluster.max_batch)),
+    "static": (
+        StaticConfig,
+        lambda cfg, cluster: StaticAutoscaler(cfg, cluster.max_batch, cluster),
+    ),
     "fastgshare": (fastgshare.FaSTGShareConfig, fastgshare.build),
     "fastgshare_deployed": (
         fastgshare_deployed.DeployedFaSTGShareConfig,
@@ -25,6 +28,7 @@ AUTOSCALER_KINDS: dict[str, tuple[type, Factory]] = {
     ),
     "has": (has.HASConfig, has.build),
     "kpa": (kpa.KPAConfig, kpa.build),
+    "parvagpu": (parvagpu.ParvaGPUConfig, parvagpu.build),
     "timeshare": (timeshare.TimeshareConfig, timeshare.build),
 }
 

@@ -11,6 +11,10 @@ A GPU may instead hold pods as rectangles (FaST-GShare's 2-D packing): a pod is 
 (w = ceil(1000 q)), y/h in SM percent. Boxes must lie inside the area and not
 overlap, so pods that run at the same moment never hold more than 100 % of the SMs.
 A GPU holds either row pods or rectangle pods, never both.
+
+A GPU of a MIG-capable type may instead be split into MIG instances
+(:mod:`hasim.cluster.mig`); its pods then live in the instances (rows per instance) and
+it takes no row or rectangle pods.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING
 from hasim.hardware import GpuSpec, gpu_spec
 
 if TYPE_CHECKING:
+    from hasim.cluster.mig import MigInstance
     from hasim.cluster.pod import Pod
 
 EPS = 1e-9
@@ -79,7 +84,8 @@ class Gpu:
     rows: list[Row] = field(default_factory=list)
     mem_used_mb: float = 0.0
     rects: dict[int, tuple[Pod, Rect]] = field(default_factory=dict)
-    n_pods: int = 0  # pods placed on this GPU (rows and rectangles)
+    n_pods: int = 0  # pods placed on this GPU (rows, rectangles and MIG instances)
+    mig: list[MigInstance] = field(default_factory=list)  # MIG instances (not removed)
 
     def __post_init__(self) -> None:
         if not self.rows:
@@ -87,7 +93,10 @@ class Gpu:
 
     @property
     def pods(self) -> list[Pod]:
-        return [p for r in self.rows for p in r.pods] + [p for p, _ in self.rects.values()]
+        out = [p for r in self.rows for p in r.pods] + [p for p, _ in self.rects.values()]
+        for inst in self.mig:
+            out += inst.pods
+        return out
 
     @property
     def used(self) -> bool:
@@ -100,8 +109,9 @@ class Gpu:
 
     @property
     def occupancy(self) -> float:
-        """HGO: sum over pods of (sm/100) * quota, as a fraction of one GPU."""
-        return sum(p.sm_pct / 100.0 * p.quota for p in self.pods)
+        """HGO: sum over pods of (sm/100) * quota, as a fraction of one GPU (a MIG pod:
+        its share, ``Pod.share``)."""
+        return sum(p.share if p.mig_uid >= 0 else p.sm_pct / 100.0 * p.quota for p in self.pods)
 
     @property
     def mem_free_mb(self) -> float:
@@ -110,7 +120,7 @@ class Gpu:
     def fits(self, row: int, sm_pct: float, quota: float, mem_mb: float) -> bool:
         """Could a pod (sm_pct, quota, mem_mb) go into ``row`` without breaking an invariant?"""
         r = self.rows[row]
-        if mem_mb > self.mem_free_mb + EPS or self.rects:
+        if mem_mb > self.mem_free_mb + EPS or self.rects or self.mig:
             return False
         if r.pods:
             return abs(r.sm_pct - sm_pct) < EPS and quota <= r.free_quota + EPS
@@ -134,7 +144,7 @@ class Gpu:
         x, y, w, h = rect
         if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > AREA_W or y + h > AREA_H:
             return False
-        if any(r.pods for r in self.rows) or mem_mb > self.mem_free_mb + EPS:
+        if any(r.pods for r in self.rows) or self.mig or mem_mb > self.mem_free_mb + EPS:
             return False
         return not any(overlaps(rect, b) for pid, (_, b) in self.rects.items() if pid != ignore)
 
@@ -146,8 +156,24 @@ class Gpu:
         self.mem_used_mb += pod.mem_mb
         pod.gpu_id, pod.row = self.id, -1
 
+    # ---- MIG instances ---------------------------------------------------------------
+    def add_mig(self, pod: Pod, inst: MigInstance, row: int) -> None:
+        """Place ``pod`` in row ``row`` of MIG instance ``inst`` (from ``inst.find_row``).
+        MIG pods' memory counts against their instance, not ``mem_used_mb``."""
+        if any(r.pods for r in self.rows) or self.rects or inst not in self.mig:
+            raise RuntimeError(f"pod {pod.id} cannot go into MIG instance {inst.uid}")
+        inst.add(pod, row)
+        self.n_pods += 1
+        pod.gpu_id, pod.mig_uid = self.id, inst.uid
+
+    def mig_instance(self, uid: int) -> MigInstance:
+        return next(i for i in self.mig if i.uid == uid)
+
     def remove(self, pod: Pod) -> None:
         self.n_pods -= 1
+        if pod.mig_uid >= 0:
+            self.mig_instance(pod.mig_uid).remove(pod)
+            return
         if pod.id in self.rects:
             del self.rects[pod.id]
             self.mem_used_mb -= pod.mem_mb
@@ -190,7 +216,14 @@ class Gpu:
             assert 0 <= a[0] and a[0] + a[2] <= AREA_W and 0 <= a[1] and a[1] + a[3] <= AREA_H
             for b in boxes[i + 1 :]:
                 assert not overlaps(a, b), f"GPU {self.id}: boxes {a} and {b} overlap"
-        mem = sum(p.mem_mb for p in self.pods)
         assert self.n_pods == len(self.pods), "pod count drifted"
+        if self.mig:
+            from hasim.cluster.mig import layout_check
+
+            assert not self.rects and not any(r.pods for r in self.rows), "MIG mixed with rows"
+            layout_check(self.type, self.mig)
+            for inst in self.mig:
+                inst.check()
+        mem = sum(p.mem_mb for p in self.pods if p.mig_uid < 0)
         assert abs(mem - self.mem_used_mb) < 1e-3, "memory book-keeping drifted"
         assert mem <= self.type.memory_mb + 1e-6, f"GPU {self.id}: memory {mem} > capacity"

@@ -37,7 +37,7 @@ def first_fit_rows(
     """Where to put a pod, or None when no GPU can take it."""
     if exclusive:
         for g in gpus:  # (n_pods, not the ``used`` property: this scans every GPU)
-            if not g.n_pods and mem_mb <= g.type.memory_mb:
+            if not g.n_pods and not g.mig and mem_mb <= g.type.memory_mb:
                 return g, 0
         return None
     # used GPUs that could take the pod at all (memory, no rectangles); cheap tests first

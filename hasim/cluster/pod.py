@@ -35,7 +35,11 @@ class Pod:
     fraction of the token window (changeable); batch: max batch size; mem_mb: GPU memory.
     Times are simulated seconds; ``phase_s`` holds each cold-start phase's duration.
     gpu_id/row: where it is placed (-1: not placed; row -1: a rectangle-placed pod);
-    alloc_since: s since when its current allocation (SM, quota) is held (the cost basis).
+    alloc_since: s since when its current allocation (SM, quota) is held (the cost basis;
+    NaN: holds nothing yet, a pod waiting for its MIG instance).
+    mig_uid: the MIG instance holding the pod (-1: none); then ``sm_pct`` is percent of
+    the instance, ``mig_frac`` the instance's cost share of the GPU (compute slices / 7)
+    and ``mig_sm_frac`` its SM share for the latency law (SMs / the GPU's SMs).
     """
 
     id: int
@@ -55,11 +59,24 @@ class Pod:
     removed_at: float = math.nan
     phase_s: dict[str, float] = field(default_factory=dict)
     alloc_since: float = math.nan
+    mig_uid: int = -1
+    mig_frac: float = 1.0
+    mig_sm_frac: float = 1.0
 
     @property
     def share(self) -> float:
-        """GPU share held, as a fraction of one GPU: (sm/100) x quota (1 when exclusive)."""
-        return 1.0 if self.exclusive else self.sm_pct / 100.0 * self.quota
+        """GPU share held, as a fraction of one GPU: (sm/100) x quota (1 when exclusive); in
+        a MIG instance: mig_frac x (sm/100) x quota."""
+        if self.exclusive:
+            return 1.0
+        if self.mig_uid >= 0:
+            return self.mig_frac * self.sm_pct / 100.0 * self.quota
+        return self.sm_pct / 100.0 * self.quota
+
+    @property
+    def sm_effective_pct(self) -> float:
+        """SM share (% of the whole GPU) the latency law computes this pod with."""
+        return self.sm_pct * self.mig_sm_frac if self.mig_uid >= 0 else self.sm_pct
 
 
 def validate_pod_request(sm_pct: float, quota: float, batch: int) -> None:

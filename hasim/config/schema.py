@@ -73,6 +73,9 @@ class ClusterConfig:
     HTTP 502s after a scale-down (VALIDATION.md section 4).
     price_per_gpu_hour: USD; null = the GPU type's default.
     model_memory_mb: per-model GPU memory footprint overrides (MB).
+    mig_reconfigure_s: s from the moment a new MIG instance's slices are free (instances
+    reconfigured away drained) until it is ready (destroying and creating GPU/compute
+    instances; hasim.cluster.mig).
     """
 
     gpu: str = "V100"
@@ -90,6 +93,7 @@ class ClusterConfig:
     stale_endpoint_s: float = 0.0
     fail_s: float = 0.011
     price_per_gpu_hour: float | None = None
+    mig_reconfigure_s: float = 5.0
     model_memory_mb: dict[str, float] = field(default_factory=dict)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
 

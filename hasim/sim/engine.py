@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from hasim.autoscale.base import Action, Autoscaler, Call, CreatePod, DeletePod, UpdateQuota
+from hasim.autoscale.base import (
+    Action,
+    Autoscaler,
+    Call,
+    CreatePod,
+    DeletePod,
+    ReconfigureMig,
+    UpdateQuota,
+)
 from hasim.cluster.closed_loop import ClientQueue, KernelClientQueue
 from hasim.cluster.gateway import FunctionQueue
 from hasim.cluster.gpu import Gpu, gpu_type
@@ -42,11 +50,13 @@ from hasim.cluster.kernel_plane import (
     kernel_source,
     token_schedulers,
 )
-from hasim.cluster.models import model_facts
+from hasim.cluster.mig import DRAINING, PENDING, READY, MigInstance, best_start, cost_fraction
+from hasim.cluster.models import ModelFacts, model_facts
 from hasim.cluster.placement import first_fit_rows
 from hasim.cluster.pod import PHASES, Pod, PodState, sample_cold_start, validate_pod_request
 from hasim.config.schema import ClusterConfig, SimConfig
 from hasim.errors import HasimError, InputError
+from hasim.hardware import mig_layout_fits
 from hasim.perf.base import LatencyModel, batch_table
 from hasim.sim.rng import Streams
 from hasim.sim.view import SimulationView, pod_info
@@ -75,9 +85,10 @@ class SimLogs:
 
     pods: list[dict[str, object]] = field(default_factory=list)
     actions: list[dict[str, object]] = field(default_factory=list)
-    alloc: list[tuple[int, int, str, float, float, float, float, bool, float]] = field(
+    alloc: list[tuple[int, int, str, float, float, float, float, bool, float, int, float]] = field(
         default_factory=list
     )
+    mig: list[dict[str, object]] = field(default_factory=list)  # MIG instances (at the end)
 
 
 class Simulation:
@@ -207,6 +218,10 @@ class Simulation:
         self._next_tick = -math.inf
         self.end_time = workload.duration_s + sim.drain
         self.view = SimulationView(self)
+        # MIG instances by uid (removed ones too), ready events of pending ones
+        self.mig: dict[int, MigInstance] = {}
+        self._mig_events: dict[int, simpy.Event] = {}
+        self._mig_scheduled: set[int] = set()
 
     def _set_state(self, pod: Pod, state: PodState) -> None:
         """Move a pod to ``state``, keeping the per-function pod counts."""
@@ -242,7 +257,10 @@ class Simulation:
         )
 
     def _close_alloc(self, pod: Pod) -> None:
-        """Log the allocation the pod held since ``pod.alloc_since`` (until now)."""
+        """Log the allocation the pod held since ``pod.alloc_since`` (until now); nothing
+        when it held none (NaN: waiting for its MIG instance)."""
+        if pod.alloc_since != pod.alloc_since:
+            return
         self.logs.alloc.append(
             (
                 pod.id,
@@ -254,6 +272,8 @@ class Simulation:
                 self.env.now,
                 pod.exclusive,
                 pod.mem_mb,
+                pod.mig_uid,
+                pod.mig_frac,
             )
         )
 
@@ -271,6 +291,8 @@ class Simulation:
             self._update(action)
         elif isinstance(action, DeletePod):
             self._delete(action)
+        elif isinstance(action, ReconfigureMig):
+            self._reconfigure(action)
         else:
             raise HasimError(f"unknown action {action!r}")
         self._check()
@@ -282,6 +304,9 @@ class Simulation:
         sm, q = (100.0, 1.0) if a.exclusive else (float(a.sm_pct), float(a.quota))
         validate_pod_request(sm, q, a.batch)
         facts = model_facts(spec.model, self.ccfg.model_memory_mb, toy=self.toy_models)
+        if a.mig is not None:
+            self._create_mig(a, spec, facts)
+            return
         if a.rect is not None:
             if a.gpu is None or not 0 <= a.gpu < len(self.gpus):
                 raise HasimError(f"CreatePod with rect {a.rect} needs a valid gpu, got {a.gpu}")
@@ -318,10 +343,14 @@ class Simulation:
             spot[0].add_rect(pod, tuple(a.rect))
         else:
             spot[0].add(pod, spot[1])
+        pod.alloc_since = self.env.now
+        self._admit(pod, a, facts)
+
+    def _admit(self, pod: Pod, a: CreatePod, facts: ModelFacts) -> None:
+        """Register a placed pod and start its cold start."""
         self.pods[pod.id] = pod
         self.live[pod.function][pod.id] = pod
         self.pod_counts[PodState.STARTING.value][self.fn_index[pod.function]] += 1
-        pod.alloc_since = self.env.now
         if a.warm:
             pod.phase_s = dict.fromkeys(PHASES, 0.0)
         else:
@@ -330,7 +359,14 @@ class Simulation:
         self.env.process(self._start_pod(pod))
 
     def _start_pod(self, pod: Pod):  # SimPy process
-        yield _at(self.env, sum(pod.phase_s.values()), P_LIFECYCLE)
+        cold = sum(pod.phase_s.values())
+        if pod.mig_uid >= 0 and self.mig[pod.mig_uid].state == PENDING:
+            t0 = self.env.now
+            yield self._mig_event(self.mig[pod.mig_uid])
+            if pod.state is not PodState.STARTING:
+                return
+            pod.phase_s = {"mig_reconfigure": self.env.now - t0, **pod.phase_s}
+        yield _at(self.env, cold, P_LIFECYCLE)
         if pod.state is not PodState.STARTING:
             return
         q = self.queues[pod.function]
@@ -340,16 +376,17 @@ class Simulation:
         self.epoch += 1
         if self.backend is not None:
             # the scheduler produces the quota's effect: the table is at quota 1
-            self.backend.register(pod.id, pod.gpu_id, pod.model, pod.sm_pct, pod.quota)
+            self.backend.register(pod.id, pod.gpu_id, pod.model, pod.sm_pct, pod.quota)  # no MIG
             q.add_server(pod.id, self.env.now, self.table(pod.model, pod.sm_pct, 1.0, pod.batch))
             return
-        table = self.table(pod.model, pod.sm_pct, pod.quota, pod.batch)
+        table = self.table(pod.model, pod.sm_effective_pct, pod.quota, pod.batch)
         q.add_server(pod.id, self.env.now, table, self._slot(pod))
 
     def _slot(self, pod: Pod) -> tuple[int, int, float] | None:
         """Batch-mode slot contention of ``pod`` (sim.contention): its GPU, how many pods of
-        its SM size the GPU runs at once, its token (quota x window, s)."""
-        if not self.scfg.contention or pod.exclusive:
+        its SM size the GPU runs at once, its token (quota x window, s). None for MIG pods
+        (not modelled: an instance is isolated from the others)."""
+        if not self.scfg.contention or pod.exclusive or pod.mig_uid >= 0:
             return None
         slots = int(math.floor(100.0 / pod.sm_pct + 1e-9))
         return (pod.gpu_id, slots, pod.quota * self.scfg.token_window_s)
@@ -380,7 +417,7 @@ class Simulation:
             if self.backend is not None:
                 self.backend.set_quota(pod.id, quota)
             else:
-                table = self.table(pod.model, pod.sm_pct, quota, pod.batch)
+                table = self.table(pod.model, pod.sm_effective_pct, quota, pod.batch)
                 q.set_table(pod.id, table, self._slot(pod))
         self._check()
 
@@ -426,7 +463,151 @@ class Simulation:
         self._set_state(pod, PodState.REMOVED)
         pod.removed_at = self.env.now
         self.epoch += 1
+        if pod.mig_uid >= 0:
+            inst = self.mig[pod.mig_uid]
+            if inst.state == DRAINING and not inst.pods:
+                self._drop_instance(inst)
         self._check()
+
+    # ---- MIG instances (hasim.cluster.mig) ------------------------------------------
+    def _create_mig(self, a: CreatePod, spec: FunctionSpec, facts: ModelFacts) -> None:
+        """Place a CreatePod with ``mig`` (see CreatePod) and admit the pod."""
+        if self.backend is not None:
+            raise InputError("MIG pods in sim.fidelity=kernel", expected="sim.fidelity=batch")
+        if a.exclusive or a.rect is not None:
+            raise HasimError("a MIG pod cannot be exclusive or rectangle-placed")
+        gt = self.gpus[0].type
+        profile = gt.mig_profile(a.mig)  # InputError: no MIG on this GPU, unknown profile
+        sm, q = float(a.sm_pct), float(a.quota)
+        mem = facts.gpu_mem_mb
+        inst: MigInstance | None = None
+        row: int | None = None
+        if mem <= profile.memory_mb + 1e-9:
+            if a.gpu is None:
+                for g in sorted(self.gpus, key=lambda g: (not g.mig, g.n_pods == 0, g.id)):
+                    if g.n_pods and not g.mig:
+                        continue  # row or rectangle pods
+                    start = best_start(gt, self._planned(g), profile.name)
+                    if start is not None:
+                        inst = self._new_instance(g, profile.name, start, a.warm)
+                        break
+            else:
+                if not 0 <= a.gpu < len(self.gpus):
+                    raise HasimError(
+                        f"CreatePod names GPU {a.gpu}; the cluster has {len(self.gpus)}"
+                    )
+                g = self.gpus[a.gpu]
+                live = [i for i in g.mig if i.state in (PENDING, READY)]
+                if a.mig_start is None:
+                    inst = next(
+                        (
+                            i
+                            for i in live
+                            if i.profile is profile and i.find_row(sm, q, mem) is not None
+                        ),
+                        None,
+                    )
+                    start = None if inst else best_start(gt, self._planned(g), profile.name)
+                else:
+                    inst = next((i for i in live if i.key == (profile.name, a.mig_start)), None)
+                    ok = mig_layout_fits(gt, [*self._planned(g), (profile.name, a.mig_start)])
+                    start = a.mig_start if inst is None and ok else None
+                if inst is None and start is not None and not (g.n_pods and not g.mig):
+                    inst = self._new_instance(g, profile.name, start, a.warm)
+            row = inst.find_row(sm, q, mem) if inst is not None else None
+        if inst is None or row is None:
+            self._log_action(a, False, "no_capacity")
+            return
+        pod = Pod(self._next_pod, a.function, spec.model, sm, q, a.batch, mem, self.env.now)
+        self._next_pod += 1
+        pod.mig_frac, pod.mig_sm_frac = cost_fraction(profile), profile.sm_fraction(gt)
+        self.gpus[inst.gpu_id].add_mig(pod, inst, row)
+        pod.alloc_since = self.env.now if inst.state == READY else math.nan
+        self._admit(pod, a, facts)
+
+    def _planned(self, g: Gpu) -> list[tuple[str, int]]:
+        """The layout GPU ``g`` is heading to: its ready and pending instances."""
+        return [i.key for i in g.mig if i.state in (PENDING, READY)]
+
+    def _new_instance(self, g: Gpu, profile: str, start: int, warm: bool = False) -> MigInstance:
+        """A new instance on ``g`` (its slices must be free in ``_planned(g)``): ready at
+        once when ``warm`` (provisioned before the run) and no drained instance holds its
+        slices, else pending."""
+        inst = MigInstance(
+            len(self.mig), g.id, g.type.mig_profile(profile), start, PENDING, self.env.now
+        )
+        self.mig[inst.uid] = inst
+        g.mig.append(inst)
+        self.epoch += 1
+        held = any(d.state == DRAINING and d.slots() & inst.slots() for d in g.mig)
+        if warm and not held:
+            inst.state, inst.ready_at = READY, self.env.now
+        else:
+            self._mig_progress(g)
+        return inst
+
+    def _mig_event(self, inst: MigInstance) -> simpy.Event:
+        ev = self._mig_events.get(inst.uid)
+        if ev is None:
+            ev = self._mig_events[inst.uid] = simpy.Event(self.env)
+        return ev
+
+    def _mig_progress(self, g: Gpu) -> None:
+        """Start the reconfiguration delay of each pending instance of ``g`` whose slices
+        no draining instance holds any more."""
+        for inst in g.mig:
+            if inst.state != PENDING or inst.uid in self._mig_scheduled:
+                continue
+            if any(d.state == DRAINING and d.slots() & inst.slots() for d in g.mig):
+                continue
+            self._mig_scheduled.add(inst.uid)
+            self.env.process(self._mig_ready(inst))
+
+    def _mig_ready(self, inst: MigInstance):  # SimPy process
+        yield _at(self.env, self.ccfg.mig_reconfigure_s, P_LIFECYCLE)
+        if inst.state != PENDING:
+            return  # reconfigured away before it was ready
+        inst.state, inst.ready_at = READY, self.env.now
+        for pod in inst.pods:
+            if pod.state is PodState.STARTING and pod.alloc_since != pod.alloc_since:
+                pod.alloc_since = self.env.now
+        self.epoch += 1
+        self._mig_event(inst).succeed()
+        self._check()
+
+    def _drop_instance(self, inst: MigInstance) -> None:
+        """Remove an instance whose pods are all gone; free its slices."""
+        g = self.gpus[inst.gpu_id]
+        inst.state, inst.removed_at = "removed", self.env.now
+        g.mig.remove(inst)
+        self.epoch += 1
+        self._mig_progress(g)
+
+    def _reconfigure(self, a: ReconfigureMig) -> None:
+        if not 0 <= a.gpu < len(self.gpus):
+            raise HasimError(f"ReconfigureMig names GPU {a.gpu}; the cluster has {len(self.gpus)}")
+        g = self.gpus[a.gpu]
+        layout = [(str(n), int(s)) for n, s in a.layout]
+        if not mig_layout_fits(g.type, layout) or (g.n_pods and not g.mig):
+            self._log_action(a, False, "bad_layout")
+            return
+        self._log_action(a, True)
+        want = list(layout)
+        for inst in list(g.mig):
+            if inst.state == DRAINING:
+                continue
+            if inst.key in want:
+                want.remove(inst.key)
+                continue
+            inst.state = DRAINING
+            self.epoch += 1
+            for pod in list(inst.pods):
+                if pod.state in (PodState.STARTING, PodState.READY):
+                    self._delete(DeletePod(pod.id))
+            if not inst.pods and inst.state == DRAINING:
+                self._drop_instance(inst)
+        for name, start in want:
+            self._new_instance(g, name, start, a.warm)
 
     # ---- processes -------------------------------------------------------------
     def _decide(self) -> None:
@@ -529,6 +710,19 @@ class Simulation:
                     "delete_at": pod.delete_at,
                     "removed_at": pod.removed_at,
                     **{f"phase_{k}_s": v for k, v in pod.phase_s.items()},
+                    **({"mig": pod.mig_uid} if pod.mig_uid >= 0 else {}),
+                }
+            )
+        for inst in self.mig.values():
+            self.logs.mig.append(
+                {
+                    "mig": inst.uid,
+                    "gpu": inst.gpu_id,
+                    "profile": inst.profile.name,
+                    "start": inst.start,
+                    "created_at": inst.created_at,
+                    "ready_at": inst.ready_at,
+                    "removed_at": inst.removed_at,
                 }
             )
         if self.progress is not None:

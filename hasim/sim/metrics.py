@@ -140,8 +140,10 @@ def _lat_stats(lat: np.ndarray) -> dict[str, float]:
 def alloc_frame(sim: Simulation) -> pd.DataFrame:
     """Allocation segments: a pod's (sm, quota) held on a GPU over [t_start, t_end)."""
     cols = ["pod", "gpu", "function", "sm_pct", "quota", "t_start", "t_end", "exclusive", "mem_mb"]
-    df = pd.DataFrame(sim.logs.alloc, columns=cols)
-    df["share"] = np.where(df["exclusive"], 1.0, df["sm_pct"] / 100.0 * df["quota"])
+    df = pd.DataFrame(sim.logs.alloc, columns=[*cols, "mig", "mig_frac"])
+    # a MIG pod's sm_pct is percent of its instance; mig_frac (1 otherwise) its cost share
+    share = df["mig_frac"] * df["sm_pct"] / 100.0 * df["quota"]
+    df["share"] = np.where(df["exclusive"], 1.0, share)
     return df
 
 

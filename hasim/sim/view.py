@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hasim.autoscale.base import Call, GpuInfo, PodInfo
+from hasim.autoscale.base import Call, GpuInfo, MigInfo, PodInfo
 from hasim.cluster.gpu import Gpu
 from hasim.cluster.pod import Pod
 from hasim.sim.arrivals import ArrivalIndex
@@ -43,6 +43,7 @@ def pod_info(p: Pod) -> PodInfo:
         p.row,
         p.created_at,
         p.ready_at,
+        p.mig_uid if p.mig_uid >= 0 else None,
     )
 
 
@@ -56,6 +57,10 @@ def gpu_info(g: Gpu) -> GpuInfo:
         g.occupancy,
         g.mem_free_mb,
         tuple(p.id for p in g.pods),
+        tuple(
+            MigInfo(i.uid, i.profile.name, i.start, i.state, tuple(p.id for p in i.pods), i.sm_used)
+            for i in g.mig
+        ),
     )
 
 
@@ -76,6 +81,11 @@ class SimulationView:
         self._totals: np.ndarray | None = None
         self._gpu_pods: np.ndarray | None = None
         self._gpu_infos: dict[int, GpuInfo] = {}
+
+    @property
+    def duration_s(self) -> float:
+        """The workload's duration (s): what a policy sized from known rates divides by."""
+        return float(self._sim.workload.duration_s)
 
     def _fresh(self) -> None:
         if self._epoch != self._sim.epoch:
