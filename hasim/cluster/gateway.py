@@ -567,8 +567,9 @@ class FunctionQueue:
 
     def _advance_one(self, until: float) -> None:
         """``advance`` for a function with one pod and no batch-fill wait: the same rule,
-        with the pod's state in local variables, and stretches where the pod is idle at
-        each arrival done in bulk (``_idle_run``)."""
+        with the pod's state in local variables, a batch of one found without a search,
+        and stretches where the pod is idle at each arrival done in bulk
+        (``_idle_run``)."""
         srv = self.servers[0]
         arr = self._arr
         n = len(arr)
@@ -576,7 +577,7 @@ class FunctionQueue:
         free = srv.free_at
         table = srv.table
         max_batch = len(table) - 1
-        last_full = n - max_batch  # from here on a batch may reach the end of the arrivals
+        multi = max_batch > 1
         overhead, timeout = self.overhead, self.timeout
         b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
         b_end = self.b_end.append
@@ -610,7 +611,11 @@ class FunctionQueue:
                     self._drop(head, j - head, arr, timeout)
                     head = j
                     continue
-            k = bisect_right(arr, start, head, head + max_batch if head < last_full else n)
+            # arr[head] <= start: the batch holds the head and whoever arrived by start
+            k = head + 1
+            if multi and k < n and arr[k] <= start:
+                hi = head + max_batch
+                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
             nb = k - head
             if ni >= n_noise:
                 self._noise_i = ni
@@ -916,7 +921,13 @@ def in_system_many(
     busies: list[bool] = []
     inf = math.inf
     for q, t0 in zip(queues, starts, strict=True):
-        if not q._plain():
+        if not (  # (_plain, inline)
+            q._delays is None
+            and type(q) is FunctionQueue
+            and q.fast_paths
+            and not q.event_driven
+            and not q.closed_loop
+        ):
             got, busy = q.in_system(t0, now)
             seconds.append(got)
             busies.append(busy)
