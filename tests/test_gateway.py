@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hasim.cluster.gateway import FunctionQueue, pairwise_sum, timed_out
+from hasim.cluster.gateway import FunctionQueue, in_system_many, pairwise_sum, timed_out
 
 
 def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) -> FunctionQueue:
@@ -224,3 +224,60 @@ def test_request_seconds_in_python_are_numpys():
             t0, t1 = sorted(rng.uniform(-1.0, 12.0, 2).tolist())
             x = np.fmin(leave[lo:hi], t1) - np.maximum(arr[lo:hi], t0)
             assert q._seconds(leave, lo, hi, t0, t1) == float(np.maximum(x, 0.0).sum())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    gaps=st.lists(
+        st.one_of(st.floats(0.0, 0.3), st.just(0.0), st.floats(0.3, 20.0)), min_size=1, max_size=300
+    ),
+    lat=st.floats(0.001, 2.0),
+    timeout=st.one_of(st.none(), st.floats(0.05, 5.0)),
+    step=st.floats(0.2, 5.0),
+    pods=st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    back=st.lists(st.floats(0.0, 8.0), min_size=1, max_size=12),
+    seed=st.integers(0, 5),
+)
+def test_in_system_many_is_in_system(gaps, lat, timeout, step, pods, back, seed):
+    """``in_system_many`` (the fused path for plain queues) answers bit for bit what
+    ``in_system`` answers on twin queues, for plain queues and one with per-request
+    delays, while pods come and go (none at times: requests then time out waiting) and
+    windows start before, at or after the previous query."""
+    arr = np.cumsum(gaps)
+
+    def make(cv: float, batch: int) -> FunctionQueue:
+        rng = np.random.default_rng(seed)
+        return FunctionQueue(
+            "f",
+            arr,
+            0.0,
+            timeout,
+            0.01,
+            0.02,
+            lambda n: rng.lognormal(0.0, 0.3, n),
+            delay_cv=cv,
+            delay_rng=np.random.default_rng(seed + 1),
+        )
+
+    kinds = [(0.0, 1), (0.0, 4), (0.5, 2)]  # (delay cv, max batch)
+    fused = [make(cv, b) for cv, b in kinds]
+    twins = [make(cv, b) for cv, b in kinds]
+    assert [q._plain() for q in fused] == [True, True, False]
+    next_id = 0
+    for k, now in enumerate(np.arange(step, arr[-1] + 10.0, step).tolist()):
+        want_pods = pods[k % len(pods)]
+        for qs in (fused, twins):
+            for q, (_, batch) in zip(qs, kinds, strict=True):
+                q.advance(now)
+                while len(q.servers) > want_pods:
+                    q.remove_server(q.servers[-1].pod_id)
+                while len(q.servers) < want_pods:
+                    q.add_server(next_id + len(q.servers), now, [0.0] + [lat] * batch)
+        next_id += 10
+        now += step / 3.0
+        t0 = now - back[k % len(back)]
+        got = in_system_many(fused, [t0] * len(fused), now)
+        want = [q.in_system(t0, now) for q in twins]
+        assert list(zip(*got, strict=True)) == want
+        for f, t in zip(fused, twins, strict=True):
+            np.testing.assert_array_equal(f.leave_times(), t.leave_times())

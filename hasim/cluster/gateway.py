@@ -469,6 +469,17 @@ class FunctionQueue:
             lo = min(g, bisect_left(arr, x))
         return self._seconds(leave, lo, hi, t0, now), busy
 
+    def _plain(self) -> bool:
+        """Whether ``in_system_many`` may take this queue's fused path: batch mode, open
+        loop, one post-service delay for all requests, the fast paths on."""
+        return (
+            type(self) is FunctionQueue
+            and self.fast_paths
+            and self._delays is None
+            and not self.event_driven
+            and not self.closed_loop
+        )
+
     def _seconds(self, leave: np.ndarray, lo: int, hi: int, t0: float, t1: float) -> float:
         """The request-seconds during (t0, t1] (t0 < t1) of requests ``lo`` .. ``hi - 1``
         (those outside have none), summed in index order as numpy sums them."""
@@ -556,8 +567,9 @@ class FunctionQueue:
 
     def _advance_one(self, until: float) -> None:
         """``advance`` for a function with one pod and no batch-fill wait: the same rule,
-        with the pod's state in local variables, and stretches where the pod is idle at
-        each arrival done in bulk (``_idle_run``)."""
+        with the pod's state in local variables, a batch of one found without a search,
+        and stretches where the pod is idle at each arrival done in bulk
+        (``_idle_run``)."""
         srv = self.servers[0]
         arr = self._arr
         n = len(arr)
@@ -565,7 +577,7 @@ class FunctionQueue:
         free = srv.free_at
         table = srv.table
         max_batch = len(table) - 1
-        last_full = n - max_batch  # from here on a batch may reach the end of the arrivals
+        multi = max_batch > 1
         overhead, timeout = self.overhead, self.timeout
         b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
         b_end = self.b_end.append
@@ -599,7 +611,11 @@ class FunctionQueue:
                     self._drop(head, j - head, arr, timeout)
                     head = j
                     continue
-            k = bisect_right(arr, start, head, head + max_batch if head < last_full else n)
+            # arr[head] <= start: the batch holds the head and whoever arrived by start
+            k = head + 1
+            if multi and k < n and arr[k] <= start:
+                hi = head + max_batch
+                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
             nb = k - head
             if ni >= n_noise:
                 self._noise_i = ni
@@ -889,3 +905,104 @@ class FunctionQueue:
         if j > self.head:
             self._drop(self.head, j - self.head, self._arr, self.timeout)
             self.head = j
+
+
+def in_system_many(
+    queues: list[FunctionQueue], starts: list[float], now: float
+) -> tuple[list[float], list[bool]]:
+    """``q.in_system(t0, now)`` for each queue and its ``t0`` (s) at the current simulated
+    time ``now`` (s), as two lists (request-seconds, busy). One call for all the queues
+    a decision samples: for plain queues (``FunctionQueue._plain``) the steps of
+    ``in_system`` (leave times of a few new batches, the first request not yet left, the
+    oldest request in the system, a sum over a few requests) run inline, with the same
+    arithmetic in the same order; the rest go through ``in_system``. Bit for bit equal
+    (tests/test_gateway.py)."""
+    seconds: list[float] = []
+    busies: list[bool] = []
+    inf = math.inf
+    for q, t0 in zip(queues, starts, strict=True):
+        if not (  # (_plain, inline)
+            q._delays is None
+            and type(q) is FunctionQueue
+            and q.fast_paths
+            and not q.event_driven
+            and not q.closed_loop
+        ):
+            got, busy = q.in_system(t0, now)
+            seconds.append(got)
+            busies.append(busy)
+            continue
+        arr = q._arr
+        n = len(arr)
+        # advance(now)
+        if q.servers:
+            if q.head < n and arr[q.head] <= now:
+                q.advance(now)
+            elif now > q.synced_to:
+                q.synced_to = now
+        else:
+            q.advance(now)  # (requests time out while they wait)
+        # leave_times(): new batches of a few requests inline (_materialize_few)
+        leave = q._leave
+        b_first = q.b_first
+        nb, m = len(b_first), q._mat_b
+        if leave is None or q._mat_d < len(q.d_first):
+            leave = q.leave_times()
+        elif m < nb:
+            b_n = q.b_n
+            if b_first[nb - 1] + b_n[nb - 1] - b_first[m] <= FEW:
+                b_end, delay, top = q.b_end, q.delay, q._max_sojourn
+                for b in range(m, nb):
+                    f = b_first[b]
+                    c = b_n[b]
+                    t = b_end[b] + delay
+                    if c == 1:
+                        leave[f] = t
+                    else:
+                        leave[f : f + c] = t
+                    s = t - arr[f]
+                    if top < s < inf:
+                        top = s
+                q._max_sojourn = top
+                q._mat_b = nb
+            else:
+                q.leave_times()
+        # the requests that arrived by now
+        hi = q.head
+        if hi < n and arr[hi] <= now:
+            hi = bisect_right(arr, now, hi)
+        elif hi and arr[hi - 1] > now:
+            hi = bisect_right(arr, now)
+        # _scan_gone(synced_to)
+        g, head = q._gone, q.head
+        if head - g > SCAN:
+            g = q._scan_gone(q.synced_to)
+        else:
+            until = q.synced_to
+            while g < head and leave[g] <= until:
+                g += 1
+            q._gone = g
+        busy = g < hi
+        busies.append(busy)
+        if now <= t0:
+            seconds.append(0.0)
+            continue
+        x = t0 - q._max_sojourn
+        if g >= hi - FEW_SUM and (hi <= FEW_SUM or arr[hi - FEW_SUM - 1] < x):
+            lo = hi - FEW_SUM if hi > FEW_SUM else 0
+            while lo < g and arr[lo] < x:
+                lo += 1
+        else:
+            lo = bisect_left(arr, x)
+            if g < lo:
+                lo = g
+        if hi - lo > FEW_SUM:
+            seconds.append(q._seconds(leave, lo, hi, t0, now))
+            continue
+        total = 0.0  # _seconds for a few requests
+        for e, a in zip(leave[lo:hi].tolist(), arr[lo:hi], strict=True):
+            x = (e if e <= now else now) - (a if a > t0 else t0)
+            if x > 0.0:
+                total += x
+        seconds.append(total)
+    return seconds, busies

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hasim.autoscale.base import Call, GpuInfo, MigInfo, PodInfo
+from hasim.cluster.gateway import in_system_many
 from hasim.cluster.gpu import Gpu
 from hasim.cluster.pod import Pod
 from hasim.sim.arrivals import ArrivalIndex
@@ -154,14 +155,10 @@ class SimulationView:
     def in_system_since(
         self, fns: np.ndarray, t0: np.ndarray | float
     ) -> tuple[np.ndarray, np.ndarray]:
-        qs, now = self._sim.queue_list, self.now
+        qs = self._sim.queue_list
         idx = np.asarray(fns).tolist()
-        if not idx:
-            return np.zeros(0), np.zeros(0, dtype=bool)
-        starts = np.broadcast_to(t0, (len(idx),)).tolist()
-        seconds, busy = zip(
-            *[qs[i].in_system(s, now) for i, s in zip(idx, starts, strict=True)], strict=True
-        )
+        starts = np.asarray(t0, dtype=float).tolist() if np.ndim(t0) else [float(t0)] * len(idx)
+        seconds, busy = in_system_many([qs[i] for i in idx], starts, self.now)
         return np.array(seconds, dtype=float), np.array(busy, dtype=bool)
 
     def queued_counts(self, fns: np.ndarray) -> np.ndarray:
