@@ -148,3 +148,33 @@ def test_parvagpu_run_scales_with_load():
     assert share[1] > share[0]
     for s in (lo, hi):
         check_run(s, metrics.requests_frame(s, metrics.slos(s)))
+
+
+class _MenuView:
+    """The one view method ``ParvaGPUAutoscaler.menu`` uses."""
+
+    def latency_s(self, model: str, batch: int, sm_pct: float, quota: float) -> float:
+        return _SmLatency(0.0, "deterministic").mean_latency_s(model, batch, sm_pct, quota)
+
+
+def test_parvagpu_segments_fit_instance_memory():
+    # a held overhead makes more MPS pods per instance pay (they overlap it); BERT-large
+    # pods hold ~3.4 GB: three do not fit a 1g.10gb instance, they fit a 7g.80gb one
+    cfg = ParvaGPUConfig(profiles=["1g.10gb", "7g.80gb"], batches=[1])
+    cc = ClusterConfig(gpu=A100, overhead_held_s=0.05)
+    menu = ParvaGPUAutoscaler(cfg, cc).menu(_MenuView(), "bert", 10.0)  # type: ignore[arg-type]
+    assert menu.by_size[1].procs == 2 and menu.by_size[7].procs == 3
+    huge = ClusterConfig(gpu=A100, overhead_held_s=0.05, model_memory_mb={"bert": 30000.0})
+    menu = ParvaGPUAutoscaler(cfg, huge).menu(_MenuView(), "bert", 10.0)  # type: ignore[arg-type]
+    assert set(menu.by_size) == {7} and menu.by_size[7].procs == 2
+
+
+@pytest.mark.parametrize("to_zero", [False, True])
+def test_parvagpu_keeps_a_segment_unless_scale_to_zero(to_zero: bool):
+    # requests only in the first 5 s of 60: the segment stays (ParvaGPU serves what it is
+    # given) unless scale_to_zero removes it once a window passes without arrivals
+    w = Workload([FunctionSpec("f", "resnet50", 0.5)], {"f": np.arange(0.0, 5.0, 0.5)}, 60.0)
+    cfg = ParvaGPUConfig(period_s=10.0, window_s=10.0, scale_to_zero=to_zero)
+    sim = _sim(ParvaGPUAutoscaler(cfg, ClusterConfig(gpu=A100)), w)
+    alive = [p for p in sim.pods.values() if not p.removed_at < sim.end_time]  # nan: kept
+    assert (len(alive) == 0) == to_zero

@@ -12,9 +12,10 @@ Our own implementation of the paper's three steps, re-run every ``period_s``:
    feasible segment is kept too.
 2. *Demand matching.* ``floor(rate / optimal throughput)`` optimal segments, and for the
    rest the smallest profile whose best segment covers it (the paper's "last segment").
-   The rate is the arrivals of the last ``window_s`` x ``headroom``; a function without
-   arrivals in the window gets no segment (scale to zero; ``wake_on_arrival`` brings the
-   first back).
+   The rate is the arrivals of the last ``window_s`` x ``headroom``. A function without
+   arrivals in the window keeps its smallest feasible segment (ParvaGPU serves every
+   service it is given), or with ``scale_to_zero`` gets none (``wake_on_arrival`` then
+   brings the first back).
 3. *Allocation.* Segments that already run and are still wanted stay where they are;
    unwanted ones are reconfigured away (``ReconfigureMig``: drain, then the slices are
    free); new ones are placed largest first on the used GPU that they fill best (least
@@ -35,6 +36,7 @@ import numpy as np
 from hasim.autoscale.base import Action, ClusterView, CreatePod, GpuInfo, ReconfigureMig
 from hasim.autoscale.kit import require
 from hasim.cluster.mig import best_start, used_slices
+from hasim.cluster.models import model_facts
 from hasim.config.schema import ClusterConfig
 from hasim.errors import InputError
 from hasim.hardware import MIG_COMPUTE_SLICES, GpuSpec, gpu_spec
@@ -65,6 +67,7 @@ class ParvaGPUConfig:
     consolidate_below: int = 4
     slo_scale: float = 5.0
     prewarmed: bool = True
+    scale_to_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class ParvaGPUAutoscaler:
         self.overhead_s = cluster.overhead
         self.held_s = cluster.pod_overhead_s()
         self.max_batch = cluster.max_batch
+        self.model_memory_mb = dict(cluster.model_memory_mb or {})
         self._menus: dict[str, Menu] = {}
         self._fn_menu: dict[str, Menu] = {}  # function -> its menu (last decision)
         # segments placed: instance uid -> (function, segment); and those asked for, not
@@ -147,9 +151,12 @@ class ParvaGPUAutoscaler:
         budget = self.cfg.slo_fraction * self.cfg.slo_margin * (slo_s - self.overhead_s)
         optimal: Segment | None = None
         by_size: dict[int, Segment] = {}
+        mem_mb = model_facts(model, self.model_memory_mb, toy=True).gpu_mem_mb
         for p in self.profiles:
             frac = p.sm_fraction(self.gpu)
             for n in range(1, self.cfg.max_procs + 1):
+                if n * mem_mb > p.memory_mb:  # the instance cannot hold n pods
+                    break
                 for b in sorted(set(self.cfg.batches)):
                     lat = view.latency_s(model, b, 100.0 * frac / n, 1.0)
                     if lat > budget:
@@ -197,13 +204,20 @@ class ParvaGPUAutoscaler:
                 [max(r, 1.0 / c.window_s) if i in woken else 0.0 for i, r in enumerate(rates)]
             )
         self.decisions += 1
+        # without scale to zero every function of the workload keeps a segment
+        deployed = (
+            np.zeros(len(fns), dtype=bool) if c.scale_to_zero else view.workload_arrivals() > 0
+        )
         want: dict[str, list[Segment]] = {}
         for i, f in enumerate(fns):
             if wake and i not in woken:
                 continue
             slo = slo_for(f, _ViewPerf(view), self.overhead_s, c.slo_scale)
             menu = self._fn_menu[f.name] = self.menu(view, f.model, slo)
-            want[f.name] = self.plan(menu, rates[i] * c.headroom)
+            plan = self.plan(menu, rates[i] * c.headroom)
+            if not plan and deployed[i] and menu.by_size:  # kept: its smallest segment
+                plan = [menu.by_size[min(menu.by_size)]]
+            want[f.name] = plan
         return self._allocate(view, want, warm=c.prewarmed and now <= 0, only=wake)
 
     # ---- 3. allocation ---------------------------------------------------------------------
