@@ -4,6 +4,7 @@
     python benchmarks/paper_comparison.py [--policies has,fastgshare,kserve,...]
     python benchmarks/paper_comparison.py --no-calibration   # the presets' parameters
     python benchmarks/paper_comparison.py --replicas 8       # ratios with 90 % bands
+    python benchmarks/paper_comparison.py --a100             # A100 80 GB, with ParvaGPU (MIG)
 
 Runs `hasim run experiment=paper/<policy>` on the Azure 2019 500-function slice for each
 policy (results in results/paper/<policy>/; finished runs with the same config are reused)
@@ -23,6 +24,14 @@ Every run uses the calibrated parameter set of `hasim validate fit`
 overrides of the system whose real runs it was fitted on (HAS-GPU, the deployed
 FaST-GShare, KServe); the other policies' function pods get its cluster-wide values (those
 of HAS-GPU's function pods). No knob is set from the papers' ratios.
+
+With ``--a100`` the same slice runs on A100 80 GB GPUs (latencies from the A100
+measurements) with a zoo those measurements cover (MobileNet-V2, ResNet-50, ResNet-152,
+BERT-large: ``A100_ZOO``), ``parvagpu`` (MIG x MPS segments, ``experiment=paper/parvagpu``)
+beside the others; it prints each policy's cost and SLO violations relative to HAS-GPU and
+to ParvaGPU (the papers make no A100 claims). The deployed FaST-GShare's per-model
+configurations name the V100 zoo, so on this zoo its pods take its defaults (SM 30 %,
+quota 0.2); the calibration (fitted on V100 runs) applies as on the V100.
 
 With ``--replicas N`` every run is made with ``sim.replicas=N`` (hasim/sim/replicas.py)
 and each ratio is printed with its 90 % band: the ratios of the two runs' per-replica
@@ -133,6 +142,42 @@ def _run(overrides: list[str], replicas: int = 1) -> tuple[dict[str, Any], float
     return r.summary, time.perf_counter() - t0
 
 
+A100_ZOO = "[mobilenet_v2,resnet50,resnet152,bert]"
+"""The A100 runs' models, fastest first (A100 batch-1 full-GPU latency 5.0 / 5.1 / 13.1 /
+13.7 ms): the A100 data have no MobileNet-V3-L or ConvNeXt-L."""
+A100_POLICIES = "has,fastgshare,fastgshare_profiled,kserve,kpa,timeshare,parvagpu"
+
+
+def a100_overrides(policy: str) -> list[str]:
+    """Overrides that move ``policy``'s paper run onto the A100 cluster and zoo."""
+    if policy == "parvagpu":  # its preset is the A100 one already
+        return []
+    return [
+        "cluster=a100",
+        "cluster.nodes=600",
+        f"workload.mapping.zoo={A100_ZOO}",
+        f"run={policy}_a100",
+    ]
+
+
+def a100_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
+    """Each A100 run's cost and SLO violations relative to HAS-GPU and to ParvaGPU."""
+    head = ("cost/HAS", "SLO/HAS", "cost/Parva", "SLO/Parva")
+    out = [f"{'A100 80 GB':22s} " + " ".join(f"{h:>10s}" for h in head)]
+
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}" if b else ("inf" if a else "-")
+
+    for p, s in summaries.items():
+        cells = []
+        for ref in ("has", "parvagpu"):
+            r = summaries.get(ref)
+            for key in ("cost_gpu_seconds", "slo_violation_rate"):
+                cells.append(ratio(s[key], r[key]) if r is not None else "-")
+        out.append(f"{p:22s} " + " ".join(f"{c:>10s}" for c in cells))
+    return out
+
+
 REPLICAS: dict[int, pd.DataFrame] = {}
 """Per-replica frames of the runs made with replicas, by id of their summary."""
 
@@ -154,13 +199,16 @@ def _line(name: str, s: dict[str, Any], wall: float) -> str:
     )
 
 
+DEFAULT_POLICIES = "has,fastgshare,fastgshare_profiled,kserve,kserve_unbounded,kpa,timeshare"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
         "--policies",
-        default="has,fastgshare,fastgshare_profiled,kserve,kserve_unbounded,kpa,timeshare",
+        default=DEFAULT_POLICIES,
         help="policies to run on the Azure slice (conf/experiment/paper/<name>)",
     )
     ap.add_argument(
@@ -172,6 +220,11 @@ def main() -> None:
         "--no-calibration",
         action="store_true",
         help="run with the presets' parameters (not the calibrated set)",
+    )
+    ap.add_argument(
+        "--a100",
+        action="store_true",
+        help="run on A100 80 GB GPUs (A100 data, A100_ZOO) with parvagpu; no saturation runs",
     )
     ap.add_argument(
         "--replicas",
@@ -187,10 +240,16 @@ def main() -> None:
     cal = {} if args.no_calibration else load_calibration()
     print(f"calibration: {'none' if not cal else 'conf/calibration/has_gpu_v100.yaml'}")
     summaries: dict[str, dict[str, Any]] = {}
-    for p in args.policies.split(","):
+    policies = A100_POLICIES if args.a100 and args.policies == DEFAULT_POLICIES else args.policies
+    for p in policies.split(","):
         ov = VARIANTS.get(p, [f"experiment=paper/{p}"])
-        summaries[p], wall = _run([*ov, *calibrated(p, cal)], args.replicas)
+        extra = a100_overrides(p) if args.a100 else []
+        summaries[p], wall = _run([*ov, *calibrated(p, cal), *extra], args.replicas)
         print(_line(p, summaries[p], wall), flush=True)
+    if args.a100:
+        print()
+        print("\n".join(a100_table(summaries)))
+        return
     if not args.no_saturation:
         for p in ("fastgshare", "timeshare"):
             key = f"sat_{p}"
