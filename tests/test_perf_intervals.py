@@ -12,7 +12,6 @@ import pytest
 
 from hasim.errors import InputError, MissingDataError
 from hasim.perf.cli import main
-from hasim.perf.evaluate import config_fold_splits, evaluate, out_of_fold
 from hasim.perf.intervals import (
     PACKAGED_INTERVALS,
     Intervals,
@@ -24,7 +23,9 @@ from hasim.perf.intervals import (
     load_intervals,
     log_residuals,
 )
-from hasim.perf.predictor import PredictorParams, normalize_table, profile_mask
+from hasim.perf.offline.evaluate import config_fold_splits, evaluate, out_of_fold
+from hasim.perf.offline.tables import normalize_table, profile_mask
+from hasim.perf.predictor import PredictorParams
 from tests.test_perf_predictor import FAST, toy_table, write_toy_rapp
 
 

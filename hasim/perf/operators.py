@@ -398,7 +398,7 @@ SHARE_FEATURES = (
 
 
 def _static() -> pd.DataFrame:
-    from hasim.perf.features import model_features
+    from hasim.perf.offline.features import model_features
 
     try:
         return model_features().set_index("model")
