@@ -376,7 +376,8 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
 
 
 def cmd_train_operators(args: argparse.Namespace) -> int:
-    from hasim.perf.operators import OperatorParams, load_operator_model, train_operator_model
+    from hasim.perf.offline.operators import train_operator_model
+    from hasim.perf.operators import OperatorParams, load_operator_model
 
     t0 = time.perf_counter()
     metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8")) if args.metrics else None
@@ -390,7 +391,8 @@ def cmd_train_operators(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_operators(args: argparse.Namespace) -> int:
-    from hasim.perf.operators import OperatorParams, evaluate_operator_model, load_operator_data
+    from hasim.perf.offline.operators import evaluate_operator_model, load_operator_data
+    from hasim.perf.operators import OperatorParams
 
     t0 = time.perf_counter()
     data = load_operator_data(args.data)
