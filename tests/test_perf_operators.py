@@ -17,7 +17,7 @@ from hasim.perf.cli import main as perf_main
 from hasim.perf.offline import operators as offline_ops
 
 FAST = ops.OperatorParams(
-    n_estimators=15, scale_estimators=15, num_leaves=7, min_child_samples=5, threads=1
+    n_estimators=15, scale_estimators=15, num_leaves=7, min_data_in_leaf=5, num_threads=1
 )
 SMS = (10, 50, 100)
 BATCHES = (1, 2)

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import import_lightgbm
+from hasim.perf.common import LgbmParams, import_lightgbm
 
 ARTIFACT = Path(__file__).resolve().parent / "data" / "operators_v100.json.gz"
 """The committed artifact (see :func:`hasim.perf.offline.operators.train_operator_model`)."""
@@ -95,41 +95,24 @@ OP_TYPES = (
 """Known TVM Relay op types in tie-break (launch-order) rank; others rank after them."""
 
 
-@dataclass(frozen=True)
-class OperatorParams:
-    """LightGBM settings of the per-operator predictor."""
+@dataclass
+class OperatorParams(LgbmParams):
+    """LightGBM settings of the per-operator predictor (the share model; the scale model
+    uses 7 leaves, rate 0.05 and a tenth of ``min_data_in_leaf``)."""
 
     n_estimators: int = 100
-    scale_estimators: int = 200
     num_leaves: int = 15
     learning_rate: float = 0.08
-    min_child_samples: int = 100
+    min_data_in_leaf: int = 100
     bagging_fraction: float = 0.7
     feature_fraction: float = 0.9
+    scale_estimators: int = 200  # boosting rounds of the scale model
     max_rows: int = 60_000
     """Training rows are subsampled (by the seed) to at most this many."""
-    seed: int = 0
-    threads: int = 2
 
     def lgb_params(self) -> dict[str, Any]:
         """The LightGBM parameter dict (deterministic for a seed)."""
-        return {
-            "objective": "l2",
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_child_samples": self.min_child_samples,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": 1,
-            "feature_fraction": self.feature_fraction,
-            "num_threads": self.threads,
-            "deterministic": True,
-            "force_col_wise": True,
-            "seed": self.seed,
-            "bagging_seed": self.seed,
-            "feature_fraction_seed": self.seed,
-            "data_random_seed": self.seed,
-            "verbose": -1,
-        }
+        return {"objective": "l2", **self.base_lgb_params()}
 
 
 # --------------------------------------------------------------------------- order / kernels

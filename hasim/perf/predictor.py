@@ -81,7 +81,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import import_lightgbm
+from hasim.perf.common import LgbmParams, import_lightgbm
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
@@ -466,18 +466,10 @@ def feature_frame(
 
 
 @dataclass
-class PredictorParams:
-    """Hyperparameters of the correction model (LightGBM) and of the features."""
+class PredictorParams(LgbmParams):
+    """Hyperparameters of the correction model (LightGBM, the shared settings of
+    :class:`hasim.perf.common.LgbmParams`) and of the features."""
 
-    seed: int = 0
-    num_threads: int = 2
-    n_estimators: int = 600
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 30
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    bagging_freq: int = 1
     lambda_l2: float = 1.0
     objective: str = "l1"
     use_static: bool = True
@@ -496,27 +488,14 @@ class PredictorParams:
 
     def lgb_params(self, seed: int | None = None) -> dict[str, Any]:
         """LightGBM parameters; ``seed`` (default ``self.seed``) seeds the row and feature
-        sampling (the data binning always uses ``self.seed``)."""
+        sampling (the data binning always uses ``self.seed``, shared by bagged boosters)."""
         seed = self.seed if seed is None else seed
         return {
             "objective": self.objective,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": self.bagging_freq,
+            **self.base_lgb_params(seed),
             "lambda_l2": self.lambda_l2,
             "extra_trees": self.extra_trees,
             "extra_seed": seed,
-            "num_threads": self.num_threads,
-            "deterministic": True,
-            "force_col_wise": True,
-            "seed": self.seed,
-            "bagging_seed": seed,
-            "feature_fraction_seed": seed,
-            "data_random_seed": self.seed,  # binning: shared by the bagged boosters
-            "verbose": -1,
         }
 
     @classmethod

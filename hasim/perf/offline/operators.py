@@ -227,7 +227,7 @@ def fit_boosters(frames: TrainingFrames, params: OperatorParams) -> Boosters:
     sc = frames.scale
     p = params.lgb_params()
     p_scale = {**p, "num_leaves": 7, "learning_rate": 0.05}
-    p_scale["min_child_samples"] = max(2, params.min_child_samples // 10)
+    p_scale["min_data_in_leaf"] = max(2, params.min_data_in_leaf // 10)
     p_scale["monotone_constraints"] = list(SCALE_MONOTONE)
     ds = lgb.Dataset(sc[list(SCALE_FEATURES)], sc.y.to_numpy(), free_raw_data=True)
     scale = lgb.train(p_scale, ds, params.scale_estimators)
