@@ -104,13 +104,13 @@ WINDOW_MS = 40.0
 GUARD_MS = 1.9
 """Per-token loss (ms): kernels launch only while elapsed + 1 ms <= token, plus overheads."""
 THROTTLED = 1.1
+"""A quota point counts as throttled when its latency exceeds the full-quota one by 10 %."""
 Q_LAW_MIN = 0.1
 """Lowest quota of the token law ``X / (q - c)``; below it the quota phase grows as 1/q."""
 KAPPA_MS = 10.0
 """Lower bound of the compute time of one input: ``KAPPA_MS * GMACs / s`` ms at ``s`` % of
 a V100's SMs (FP32 eager PyTorch; VGG, the most efficient family in the RaPP data, runs at
 about this rate, depthwise-heavy networks up to 8x slower)."""
-"""A quota point counts as throttled when its latency exceeds the full-quota one by 10 %."""
 
 EXTRA_OPS = (
     "n_relu",
@@ -760,10 +760,7 @@ class LatencyPredictor:
         if p.suffix != ".json":
             p = p.with_suffix(".json")
         p.parent.mkdir(parents=True, exist_ok=True)
-        booster = self.booster
-        if not isinstance(booster, BoosterSet):
-            booster = BoosterSet([booster])
-        texts = booster.model_texts()
+        texts = self.booster.model_texts()
         mfile = model_file(p)
         doc = self.to_json(metrics)
         doc["model_file"] = mfile.name

@@ -194,33 +194,9 @@ StaticSource = Callable[[], pd.DataFrame | None]
 
 
 def default_static_features() -> pd.DataFrame | None:
-    """Per-model architecture features, when the project provides them; else None.
+    """Per-model architecture features of the packaged ``hasim/perf/data/model_features.csv``
+    (:func:`hasim.perf.offline.features.model_features`), the numeric columns of
+    :data:`hasim.perf.predictor.STATIC_COLUMNS` only; None when it has none."""
+    from hasim.perf.offline.features import model_features
 
-    Tried in order: ``hasim.perf.offline.features`` (a function ``static_features()``,
-    ``model_features()`` or ``load_model_features()`` returning a frame with a ``model``
-    column or index), then ``hasim/perf/data/model_features.csv``. Only the numeric
-    columns of :data:`STATIC_COLUMNS` are used.
-    """
-    frame: pd.DataFrame | None = None
-    try:
-        from hasim.perf.offline import features as feat_mod
-    except Exception:  # noqa: BLE001 - optional module, any import problem means "absent"
-        feat_mod = None
-    if feat_mod is not None:
-        for name in ("static_features", "model_features", "load_model_features"):
-            fn = getattr(feat_mod, name, None)
-            if callable(fn):
-                try:
-                    got = fn()
-                except TypeError:
-                    continue
-                if isinstance(got, pd.DataFrame):
-                    frame = got
-                    break
-    if frame is None:
-        csv = Path(__file__).resolve().parents[1] / "data" / "model_features.csv"
-        if csv.is_file():
-            frame = pd.read_csv(csv)
-    if frame is None:
-        return None
-    return clean_static(frame)
+    return clean_static(model_features())
