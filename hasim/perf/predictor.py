@@ -33,28 +33,11 @@ The learned correction then covers what the 11 points cannot pin down: the batch
 of each architecture, the token-boundary stairs of the quota curve, the dependence of the
 quota phase on the batch (grouped convolutions change kernels above batch 2), ...
 
-What helps it carry over to models it was not trained on (grouped 5-fold over the 69
-RaPP models, ``hasim perf evaluate --protocol unseen-model``): the architecture family as
-a categorical feature (``family`` of the static table: resnext, regnet_y, ... share their
-quirks, e.g. a faster quota phase at batch 1-2), the activation / pooling / attention
-operator shares, and smaller trees (31 leaves) learned more slowly (rate 0.05). Larger
-leaves (>= 100 rows) gain a little on unseen models but lose more on seen ones; a bagged
-mean of boosters with different seeds (``n_boosters``) gains under 0.1 point. A batch
-model calibrated on the batch-4 point (``G_1(s/b) * r^(log4 b)``) and a k-nearest-models
-average of the residual surfaces were tried and did not help.
-
 Anchors (``PredictorParams.anchors``, see :data:`ANCHORS`): one booster per anchor learns
 the log-ratio of the latency to a different estimate -- the full ``base``, the GPU phase
 ``G_b(s)`` alone, the batch-1 SM curve ``G_1(s)`` alone, the batch-4 quota curve alone --
 from the same features, and the prediction is the mean of ``anchor + correction`` in log
-space. The boosters then err differently on models they have not seen, unlike seed bagging.
-Measured on the RaPP V100 table (MAPE unseen-model / random / unseen-config): ``full``
-only 7.53 / 3.54 / 3.73 %; ``full, gpu`` 7.36 / 3.57 / 3.76 %; ``full, gpu, sm1`` 7.33 /
-3.62 / 3.79 %; ``full, gpu, quota`` 7.35 % (unseen-model); all four (the default) 7.29 /
-3.58 / 3.75 %, at four times the training time. A quota curve rescaled to batch ``b`` by
-``(L(b=1, s=100 %) / L(b=4, s=100 %))^a`` (log-interpolated over the batch) fits the raw
-table better (batch-1 throttled cells 14 -> 10 %) but the corrected predictor does worse
-(a = 0.5: 7.69 %, a = 0.75: 7.92 %, as an extra feature: 7.72 %).
+space. What was tried, with figures: ``hasim/perf/README.md`` (experiment log).
 
 Determinism: LightGBM runs with ``deterministic=True``, a fixed ``num_threads`` and fixed
 seeds, so the same table, parameters and seed give the same model (bit for bit on the same
