@@ -12,15 +12,13 @@ import pytest
 
 from hasim.errors import InputError, MissingDataError
 from hasim.perf.cli import main
-from hasim.perf.intervals import (
-    PACKAGED_INTERVALS,
-    Intervals,
+from hasim.perf.intervals import PACKAGED_INTERVALS, Intervals, load_intervals
+from hasim.perf.offline.conformal import (
     conformal_bounds,
     coverage_share,
     cross_conformal,
     interval_report,
     intervals_from_residuals,
-    load_intervals,
     log_residuals,
 )
 from hasim.perf.offline.evaluate import config_fold_splits, evaluate, out_of_fold

@@ -295,11 +295,11 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
     """Out-of-fold residuals of the artifact's predictor -> the run-time intervals file."""
     import numpy as np
 
-    from hasim.perf.intervals import (
+    from hasim.perf.intervals import intervals_path
+    from hasim.perf.offline.conformal import (
         cross_conformal,
         interval_report,
         intervals_from_residuals,
-        intervals_path,
         log_residuals,
     )
     from hasim.perf.offline.evaluate import out_of_fold

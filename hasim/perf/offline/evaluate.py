@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError
-from hasim.perf.intervals import (
+from hasim.perf.offline.conformal import (
     conformal_bounds,
     cross_conformal,
     interval_report,
