@@ -634,3 +634,31 @@ def default_kernel_model() -> KernelModel:
         except (MissingDataError, InputError):
             _DEFAULT = KernelModel(None, name="fallback-only", fallback_kernels=100)
     return _DEFAULT
+
+
+# --------------------------------------------------------------------------- moved names
+
+_MOVED_OFFLINE = (
+    "SOURCES",
+    "OperatorData",
+    "OperatorEvaluation",
+    "TrainingFrames",
+    "evaluate_operator_model",
+    "fit_boosters",
+    "grouped_folds",
+    "load_operator_data",
+    "reference_profiles",
+    "train_operator_model",
+    "training_frames",
+)
+"""Names that moved to :mod:`hasim.perf.offline.operators` (issue 15 part 4), still importable
+from here; the offline module is imported only when one of them is asked for."""
+
+
+def __getattr__(name: str) -> Any:
+    """The moved offline names (see :data:`_MOVED_OFFLINE`), imported on first use."""
+    if name in _MOVED_OFFLINE:
+        import importlib
+
+        return getattr(importlib.import_module("hasim.perf.offline.operators"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -840,3 +840,32 @@ def artifact_hash(meta_path: str | Path) -> str:
         if f.is_file():
             h.update(f.read_bytes())
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- moved names
+
+_MOVED_OFFLINE = (
+    "BERT_SOURCE",
+    "RAPP_SOURCE",
+    "TABLE_COLUMNS",
+    "StaticSource",
+    "bert_table_frame",
+    "default_static_features",
+    "derived_profile",
+    "extract_profiles",
+    "normalize_table",
+    "profile_mask",
+    "raw_frame",
+    "rapp_table_frame",
+)
+"""Names that moved to :mod:`hasim.perf.offline.tables` (issue 15 part 4), still importable
+from here; the offline module is imported only when one of them is asked for."""
+
+
+def __getattr__(name: str) -> Any:
+    """The moved offline names (see :data:`_MOVED_OFFLINE`), imported on first use."""
+    if name in _MOVED_OFFLINE:
+        import importlib
+
+        return getattr(importlib.import_module("hasim.perf.offline.tables"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
