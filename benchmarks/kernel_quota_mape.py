@@ -89,7 +89,7 @@ def kernel_source(
     if n_equal is not None:
         return f"{n_equal} equal kernels", equal, set()
     try:
-        from hasim.perf.operators import default_kernel_model  # type: ignore[import-not-found]
+        from hasim.perf.operators import default_kernel_model
 
         km = default_kernel_model()
     except Exception as e:  # noqa: BLE001 - the fallback is documented

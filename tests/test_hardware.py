@@ -8,7 +8,7 @@ from hasim import hardware
 from hasim.cluster.gpu import gpu_type
 from hasim.errors import InputError
 from hasim.hardware import canonical_gpu, gpu_spec, mig_layout_fits
-from hasim.perf.features import gpu_features
+from hasim.perf.offline.features import gpu_features
 
 
 def test_names_and_aliases() -> None:

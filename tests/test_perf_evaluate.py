@@ -11,7 +11,7 @@ import pytest
 
 from hasim.errors import InputError
 from hasim.perf.cli import main
-from hasim.perf.evaluate import (
+from hasim.perf.offline.evaluate import (
     check_split,
     config_split,
     error_report,
@@ -22,7 +22,8 @@ from hasim.perf.evaluate import (
     plot_predictions,
     random_split,
 )
-from hasim.perf.predictor import PredictorParams, normalize_table, profile_mask
+from hasim.perf.offline.tables import normalize_table, profile_mask
+from hasim.perf.predictor import PredictorParams
 from tests.test_perf_predictor import FAST, toy_table, write_toy_rapp
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

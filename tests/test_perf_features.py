@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from hasim.errors import InputError
-from hasim.perf.features import (
+from hasim.perf.measurements import load_measurements
+from hasim.perf.offline.features import (
     FEATURE_COLUMNS,
     FEATURES_CSV,
     PROFILE_CELLS,
@@ -20,7 +21,6 @@ from hasim.perf.features import (
     model_features,
     prior_profile,
 )
-from hasim.perf.measurements import load_measurements
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RAPP_DIR = SHARED / "measurements" / "rapp-has-gpu-v100" / "graph_features_all_models"

@@ -12,19 +12,18 @@ import pytest
 
 from hasim.errors import InputError, MissingDataError
 from hasim.perf.cli import main
-from hasim.perf.evaluate import config_fold_splits, evaluate, out_of_fold
-from hasim.perf.intervals import (
-    PACKAGED_INTERVALS,
-    Intervals,
+from hasim.perf.intervals import PACKAGED_INTERVALS, Intervals, load_intervals
+from hasim.perf.offline.conformal import (
     conformal_bounds,
     coverage_share,
     cross_conformal,
     interval_report,
     intervals_from_residuals,
-    load_intervals,
     log_residuals,
 )
-from hasim.perf.predictor import PredictorParams, normalize_table, profile_mask
+from hasim.perf.offline.evaluate import config_fold_splits, evaluate, out_of_fold
+from hasim.perf.offline.tables import normalize_table, profile_mask
+from hasim.perf.predictor import PredictorParams
 from tests.test_perf_predictor import FAST, toy_table, write_toy_rapp
 
 

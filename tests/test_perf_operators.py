@@ -14,9 +14,10 @@ from hasim.errors import InputError
 from hasim.perf import KernelModel, default_kernel_model, load_operator_model
 from hasim.perf import operators as ops
 from hasim.perf.cli import main as perf_main
+from hasim.perf.offline import operators as offline_ops
 
 FAST = ops.OperatorParams(
-    n_estimators=15, scale_estimators=15, num_leaves=7, min_child_samples=5, threads=1
+    n_estimators=15, scale_estimators=15, num_leaves=7, min_data_in_leaf=5, num_threads=1
 )
 SMS = (10, 50, 100)
 BATCHES = (1, 2)
@@ -62,7 +63,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def synth_model(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ops.train_operator_model(
+    return offline_ops.train_operator_model(
         synth, tmp_path_factory.mktemp("art") / "m.json.gz", 0, params=FAST
     )
 
@@ -77,7 +78,7 @@ def _doc(path: Path) -> dict:
 def test_training_is_deterministic_for_a_seed(
     synth: Path, synth_model: Path, tmp_path: Path
 ) -> None:
-    again = ops.train_operator_model(synth, tmp_path / "again.json.gz", 0, params=FAST)
+    again = offline_ops.train_operator_model(synth, tmp_path / "again.json.gz", 0, params=FAST)
     assert _doc(again) == _doc(synth_model)
     km = load_operator_model(synth_model)
     assert km.models == [f"net{m}" for m in range(6)]
@@ -166,8 +167,8 @@ def test_op_order_and_merging() -> None:
 
 
 def test_evaluation_holds_out_whole_models(synth: Path) -> None:
-    data = ops.load_operator_data(synth)
-    res = ops.evaluate_operator_model(data, folds=3, seed=1, params=FAST)
+    data = offline_ops.load_operator_data(synth)
+    res = offline_ops.evaluate_operator_model(data, folds=3, seed=1, params=FAST)
     models = sorted(set(data.ops.model))
     tested = [m for _, test in res.splits for m in test]
     assert sorted(tested) == models  # every model held out exactly once

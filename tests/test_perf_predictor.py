@@ -13,6 +13,7 @@ import pytest
 
 from hasim.errors import InputError
 from hasim.perf.base import LatencyModel
+from hasim.perf.offline.tables import extract_profiles, normalize_table, profile_mask
 from hasim.perf.predictor import (
     FORMAT,
     PROFILE_QUOTA,
@@ -20,11 +21,8 @@ from hasim.perf.predictor import (
     LatencyPredictor,
     PredictorParams,
     PriorProfile,
-    extract_profiles,
     family_code,
     model_file,
-    normalize_table,
-    profile_mask,
 )
 from hasim.perf.rapp import (
     PACKAGED,
@@ -386,7 +384,7 @@ def test_packaged_rapp_model_is_plausible(tmp_path: Path) -> None:
 
 @needs_shared
 def test_real_subset_unseen_model(tmp_path: Path) -> None:
-    from hasim.perf.predictor import rapp_table_frame
+    from hasim.perf.offline.tables import rapp_table_frame
 
     rdir = SHARED / "measurements" / "rapp-has-gpu-v100" / "graph_features_all_models"
     tab = rapp_table_frame(rdir)

@@ -61,7 +61,7 @@ def collect(data: Path | None = None) -> dict[str, tuple[int, str]]:
     import pandas as pd
 
     from hasim.perf.compact import PACKAGED_BY_GPU
-    from hasim.perf.features import model_features
+    from hasim.perf.offline.features import model_features
 
     feats = model_features()
     pairs = zip(feats["model"], feats["params"], strict=True)

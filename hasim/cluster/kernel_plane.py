@@ -29,7 +29,6 @@ their future end; kernel mode does not).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -87,19 +86,11 @@ def uniform_kernels(per_inference: int) -> KernelSource:
     return kernels
 
 
-def operator_kernels(fallback_per_inference: int = 50) -> KernelSource:
-    """Kernel sequences from ``hasim.perf.operators`` (per-model operator lists), scaled to
-    each batch's latency. Falls back to ``uniform_kernels`` with a warning when that
-    module is not installed."""
-    try:
-        from hasim.perf.operators import default_kernel_model
-    except ImportError:
-        warnings.warn(
-            "hasim.perf.operators is not available; sim.kernel_model=operators falls back "
-            f"to {fallback_per_inference} equal kernels per inference",
-            stacklevel=2,
-        )
-        return uniform_kernels(fallback_per_inference)
+def operator_kernels() -> KernelSource:
+    """Kernel sequences from ``hasim.perf.operators`` (per-model operator lists; its
+    fallback sequence for models without operator data), scaled to each batch's latency."""
+    from hasim.perf.operators import default_kernel_model
+
     km = default_kernel_model()
     shapes: dict[tuple[str, int, float], np.ndarray] = {}
 
@@ -121,7 +112,7 @@ def kernel_source(name: str, per_inference: int) -> KernelSource:
     if name == "uniform":
         return uniform_kernels(per_inference)
     if name == "operators":
-        return operator_kernels(per_inference)
+        return operator_kernels()
     raise InputError(f"sim.kernel_model={name!r} is unknown", expected=" or ".join(KERNEL_MODELS))
 
 

@@ -14,7 +14,7 @@
 
 ``evaluate`` also scores 90 % prediction intervals (coverage: the share of scored cells
 inside their interval; mean width relative to the prediction; see
-:mod:`hasim.perf.evaluate`). ``--json`` alone prints one JSON object (``mape_pct``,
+:mod:`hasim.perf.offline.evaluate`). ``--json`` alone prints one JSON object (``mape_pct``,
 ``coverage90_pct``, ``mean_width90_pct``, ...) on stdout and the report on stderr;
 ``--json FILE`` writes it to FILE and prints as usual.
 
@@ -79,7 +79,7 @@ def _is_rapp_dir(p: Path) -> bool:
 def resolve_data(data: str | None) -> tuple[pd.DataFrame, list[dict[str, Any]], Path | None]:
     """(normalized table, sources with licenses, BERT csv path or None) for ``--data``."""
     from hasim.data.locate import data_path
-    from hasim.perf.predictor import RAPP_SOURCE, normalize_table, rapp_table_frame
+    from hasim.perf.offline.tables import RAPP_SOURCE, normalize_table, rapp_table_frame
 
     if data is None:
         rdir = data_path(RAPP_DIR)  # MissingDataError with the fetch hint
@@ -137,7 +137,7 @@ def _models_filter(tab: pd.DataFrame, models: str | None) -> pd.DataFrame:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hasim.perf.evaluate import evaluate, format_report, plot_predictions
+    from hasim.perf.offline.evaluate import evaluate, format_report, plot_predictions
 
     to_stdout = args.json == "-"
     say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print
@@ -277,14 +277,14 @@ def summary(res: Any, command: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from hasim.perf.compact import CompactConfig, CompactLatency
-    from hasim.perf.evaluate import error_report
-    from hasim.perf.predictor import (
+    from hasim.perf.offline.evaluate import error_report
+    from hasim.perf.offline.tables import (
         BERT_SOURCE,
-        LatencyPredictor,
         bert_table_frame,
         derived_profile,
         extract_profiles,
     )
+    from hasim.perf.predictor import LatencyPredictor
     from hasim.perf.rapp import PACKAGED
 
     tab, sources, bert = resolve_data(args.data)
@@ -345,14 +345,14 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
     """Out-of-fold residuals of the artifact's predictor -> the run-time intervals file."""
     import numpy as np
 
-    from hasim.perf.evaluate import out_of_fold
-    from hasim.perf.intervals import (
+    from hasim.perf.intervals import intervals_path
+    from hasim.perf.offline.conformal import (
         cross_conformal,
         interval_report,
         intervals_from_residuals,
-        intervals_path,
         log_residuals,
     )
+    from hasim.perf.offline.evaluate import out_of_fold
     from hasim.perf.predictor import LatencyPredictor, PredictorParams, artifact_hash
     from hasim.perf.rapp import PACKAGED
 
@@ -426,7 +426,8 @@ def cmd_calibrate_intervals(args: argparse.Namespace) -> int:
 
 
 def cmd_train_operators(args: argparse.Namespace) -> int:
-    from hasim.perf.operators import OperatorParams, load_operator_model, train_operator_model
+    from hasim.perf.offline.operators import train_operator_model
+    from hasim.perf.operators import OperatorParams, load_operator_model
 
     t0 = time.perf_counter()
     metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8")) if args.metrics else None
@@ -440,7 +441,8 @@ def cmd_train_operators(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_operators(args: argparse.Namespace) -> int:
-    from hasim.perf.operators import OperatorParams, evaluate_operator_model, load_operator_data
+    from hasim.perf.offline.operators import evaluate_operator_model, load_operator_data
+    from hasim.perf.operators import OperatorParams
 
     t0 = time.perf_counter()
     data = load_operator_data(args.data)
@@ -516,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--static",
             default="default",
-            help="architecture features: default (hasim.perf.features), none, or a CSV",
+            help="architecture features: default (hasim.perf.offline.features), none, or a CSV",
         )
         p.add_argument("--trees", type=int, help="LightGBM rounds (default 600)")
         p.add_argument("--models", help="use only these models (comma-separated)")

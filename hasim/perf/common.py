@@ -12,6 +12,7 @@ import json
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,44 @@ from hasim.errors import InputError, MissingDataError
 
 EXACT_TOL = 1e-9
 """Two axis coordinates closer than this (relative) count as the same grid point."""
+
+
+@dataclass
+class LgbmParams:
+    """LightGBM settings shared by the latency predictor and the operator model, each under
+    LightGBM's own name (subclasses set their defaults and add their own settings)."""
+
+    seed: int = 0
+    num_threads: int = 2
+    n_estimators: int = 600  # boosting rounds
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 30  # rows
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1  # rounds between re-sampling of the rows
+
+    def base_lgb_params(self, seed: int | None = None) -> dict[str, Any]:
+        """The settings above as LightGBM parameters, deterministic: ``seed`` (default
+        ``self.seed``) seeds the row and feature sampling, the data binning always uses
+        ``self.seed``."""
+        seed = self.seed if seed is None else seed
+        return {
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "num_threads": self.num_threads,
+            "deterministic": True,
+            "force_col_wise": True,
+            "seed": self.seed,
+            "bagging_seed": seed,
+            "feature_fraction_seed": seed,
+            "data_random_seed": self.seed,
+            "verbose": -1,
+        }
 
 
 def check_cfg(ok: bool, field: str, value: object, expected: str) -> None:

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -844,6 +844,35 @@ def load_measurements(path: str | Path) -> pd.DataFrame:
     out.attrs["duplicates_dropped"] = dropped
     out.attrs["files"] = len(parts)
     return out
+
+
+def read_rapp_graphs(
+    paths: Sequence[str | Path], models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """RaPP ``<model>_<sm>.json[.gz]`` profiling files as rows of the schema (validated;
+    latency in ms, SM and quota in percent) plus ``file``, the index of each row's file in
+    ``paths``; ``models``: the ``model_name`` each file must hold. InputError names the
+    file and the entry."""
+    parts = []
+    for k, p in enumerate(Path(p) for p in paths):
+        doc = read_json(p)
+        parts.append(_rapp_graph_rows(p, doc))
+        if models is not None and doc.get("model_name") != models[k]:
+            raise InputError(
+                f"model_name {doc.get('model_name')!r} does not match the file name",
+                path=p,
+                expected=f"model_name {models[k]!r}",
+            )
+    cols = {c: np.concatenate([r[c] for r in parts]) for c in ALL_COLUMNS} if parts else None
+    out = _coerce(pd.DataFrame(cols)) if cols is not None else empty_table()
+    out["file"] = np.repeat(np.arange(len(parts)), [len(r["latency_ms"]) for r in parts])
+    return out
+
+
+def read_flat_csv(path: str | Path) -> pd.DataFrame:
+    """One ``model,sm_pct,batch,quota_pct,latency_ms_mean`` CSV (HAS-GPU's BERT table) as
+    rows of the schema (validated); InputError names the file, line and column."""
+    return _coerce(pd.DataFrame(_flat_rows(Path(path))))
 
 
 def counts_by_source(df: pd.DataFrame) -> dict[str, int]:

@@ -33,28 +33,11 @@ The learned correction then covers what the 11 points cannot pin down: the batch
 of each architecture, the token-boundary stairs of the quota curve, the dependence of the
 quota phase on the batch (grouped convolutions change kernels above batch 2), ...
 
-What helps it carry over to models it was not trained on (grouped 5-fold over the 69
-RaPP models, ``hasim perf evaluate --protocol unseen-model``): the architecture family as
-a categorical feature (``family`` of the static table: resnext, regnet_y, ... share their
-quirks, e.g. a faster quota phase at batch 1-2), the activation / pooling / attention
-operator shares, and smaller trees (31 leaves) learned more slowly (rate 0.05). Larger
-leaves (>= 100 rows) gain a little on unseen models but lose more on seen ones; a bagged
-mean of boosters with different seeds (``n_boosters``) gains under 0.1 point. A batch
-model calibrated on the batch-4 point (``G_1(s/b) * r^(log4 b)``) and a k-nearest-models
-average of the residual surfaces were tried and did not help.
-
 Anchors (``PredictorParams.anchors``, see :data:`ANCHORS`): one booster per anchor learns
 the log-ratio of the latency to a different estimate -- the full ``base``, the GPU phase
 ``G_b(s)`` alone, the batch-1 SM curve ``G_1(s)`` alone, the batch-4 quota curve alone --
 from the same features, and the prediction is the mean of ``anchor + correction`` in log
-space. The boosters then err differently on models they have not seen, unlike seed bagging.
-Measured on the RaPP V100 table (MAPE unseen-model / random / unseen-config): ``full``
-only 7.53 / 3.54 / 3.73 %; ``full, gpu`` 7.36 / 3.57 / 3.76 %; ``full, gpu, sm1`` 7.33 /
-3.62 / 3.79 %; ``full, gpu, quota`` 7.35 % (unseen-model); all four (the default) 7.29 /
-3.58 / 3.75 %, at four times the training time. A quota curve rescaled to batch ``b`` by
-``(L(b=1, s=100 %) / L(b=4, s=100 %))^a`` (log-interpolated over the batch) fits the raw
-table better (batch-1 throttled cells 14 -> 10 %) but the corrected predictor does worse
-(a = 0.5: 7.69 %, a = 0.75: 7.92 %, as an extra feature: 7.72 %).
+space. What was tried, with figures: ``hasim/perf/README.md`` (experiment log).
 
 Determinism: LightGBM runs with ``deterministic=True``, a fixed ``num_threads`` and fixed
 seeds, so the same table, parameters and seed give the same model (bit for bit on the same
@@ -68,12 +51,10 @@ static features needed at prediction time, training date, metrics) and
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -83,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import import_lightgbm
+from hasim.perf.common import LgbmParams, import_lightgbm
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
@@ -106,32 +87,13 @@ WINDOW_MS = 40.0
 GUARD_MS = 1.9
 """Per-token loss (ms): kernels launch only while elapsed + 1 ms <= token, plus overheads."""
 THROTTLED = 1.1
+"""A quota point counts as throttled when its latency exceeds the full-quota one by 10 %."""
 Q_LAW_MIN = 0.1
 """Lowest quota of the token law ``X / (q - c)``; below it the quota phase grows as 1/q."""
 KAPPA_MS = 10.0
 """Lower bound of the compute time of one input: ``KAPPA_MS * GMACs / s`` ms at ``s`` % of
 a V100's SMs (FP32 eager PyTorch; VGG, the most efficient family in the RaPP data, runs at
 about this rate, depthwise-heavy networks up to 8x slower)."""
-"""A quota point counts as throttled when its latency exceeds the full-quota one by 10 %."""
-
-RAPP_SOURCE = {
-    "dataset": "RaPP graph_features_all_models: mean latency (ms, 180 runs) of 69 torchvision "
-    "models x SM 5..100 % x batch 1,2,4,8 x quota 10..100 %, NVIDIA V100 16 GB",
-    "repository": "https://github.com/KontonGu/RaPP",
-    "commit": "600348c1e0e16ab57eba0ba8938528985442495e",
-    "path": "data/graph_features_all_models/",
-    "license": "Apache-2.0",
-    "copyright": "Copyright 2025 HAS-GPU Authors, KontonGu (Jianfeng Gu)",
-}
-BERT_SOURCE = {
-    "dataset": "HAS-GPU BERT table: bert-qt, batch 4, SM 30/50 %, quota 10..100 % (ms, V100)",
-    "repository": "https://github.com/KontonGu/HAS-GPU",
-    "commit": "fe7105e",
-    "path": "internal/controller/tmp_database.go",
-    "license": "Apache-2.0",
-}
-
-TABLE_COLUMNS = ("gpu", "model", "batch", "sm_pct", "quota_pct", "latency_ms", "source")
 
 EXTRA_OPS = (
     "n_relu",
@@ -221,103 +183,6 @@ def family_code(family: Any) -> float:
     return float(FAMILIES.index(name)) if name in FAMILIES else float("nan")
 
 
-# --------------------------------------------------------------------------- tables
-
-
-def normalize_table(table: pd.DataFrame, gpu: str | None = None) -> pd.DataFrame:
-    """The rows usable for training, in the columns :data:`TABLE_COLUMNS`.
-
-    Accepts the one-schema measurement table of :mod:`hasim.perf.measurements` (``gpu,
-    model, batch, sm_pct, quota_pct, mig_slice, statistic, latency_ms, source``) or any
-    frame with at least ``model, batch, sm_pct, quota_pct, latency_ms``. Keeps mean
-    latencies measured on a whole GPU under an MPS limit (``sm_pct`` set, no MIG slice);
-    ``gpu`` keeps one GPU only. Duplicated keys are averaged.
-    """
-    need = {"model", "batch", "sm_pct", "quota_pct", "latency_ms"}
-    missing = need - set(table.columns)
-    if missing:
-        raise InputError(
-            f"measurement table lacks columns {sorted(missing)}",
-            expected="columns " + ", ".join(TABLE_COLUMNS),
-        )
-    df = table.copy()
-    if "gpu" not in df:
-        df["gpu"] = DEFAULT_GPU
-    if "source" not in df:
-        df["source"] = ""
-    if "statistic" in df:
-        df = df[df["statistic"].astype(str) == "mean"]
-    if "mig_slice" in df:
-        df = df[df["mig_slice"].fillna("").astype(str) == ""]
-    if "procs" in df:
-        df = df[pd.to_numeric(df["procs"], errors="coerce").fillna(1) == 1]
-    if gpu is not None:
-        df = df[df["gpu"] == gpu]
-    for c in ("batch", "sm_pct", "quota_pct", "latency_ms"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    ok = (
-        df["sm_pct"].between(0, 100, inclusive="right")
-        & df["quota_pct"].between(0, 100, inclusive="right")
-        & (df["batch"] >= 1)
-        & (df["latency_ms"] > 0)
-        & np.isfinite(df["latency_ms"])
-    )
-    df = df[ok]
-    keys = ["gpu", "model", "batch", "sm_pct", "quota_pct"]
-    out = df.groupby(keys, as_index=False, sort=True).agg(
-        latency_ms=("latency_ms", "mean"), source=("source", "first")
-    )
-    out["model"] = out["model"].astype(str)
-    out["gpu"] = out["gpu"].astype(str)
-    return out[list(TABLE_COLUMNS)].reset_index(drop=True)
-
-
-def raw_frame(raw: Any, source: str) -> pd.DataFrame:
-    """The measured (non-NaN) cells of a :class:`hasim.perf.rapp_table.RawTable` as a table
-    in :data:`TABLE_COLUMNS`."""
-    m, s, b, q = np.nonzero(np.isfinite(raw.values))
-    return normalize_table(
-        pd.DataFrame(
-            {
-                "gpu": DEFAULT_GPU,
-                "model": np.asarray(raw.models, dtype=object)[m],
-                "batch": np.asarray(raw.batch)[b],
-                "sm_pct": np.asarray(raw.sm)[s],
-                "quota_pct": np.round(np.asarray(raw.quota)[q] * 100.0, 6),
-                "latency_ms": raw.values[m, s, b, q],
-                "source": source,
-            }
-        )
-    )
-
-
-def rapp_table_frame(directory: str | Path) -> pd.DataFrame:
-    """The measured cells of a RaPP ``graph_features_all_models`` folder (no filled cells),
-    source ``rapp_graph``."""
-    from hasim.perf.rapp_table import read_rapp_dir
-
-    return raw_frame(read_rapp_dir(Path(directory)), "rapp_graph")
-
-
-def bert_table_frame(path: str | Path) -> pd.DataFrame:
-    """HAS-GPU's BERT csv (batch 4, SM 30/50 %) as rows, source ``hasgpu_bert``."""
-    from hasim.perf.rapp_table import read_bert_csv
-
-    return raw_frame(read_bert_csv(Path(path)), "hasgpu_bert")
-
-
-def profile_mask(batch: Any, sm_pct: Any, quota_pct: Any) -> np.ndarray:
-    """True for the cells of the 11-point prior profile."""
-    b = np.asarray(batch, dtype=float)
-    s = np.asarray(sm_pct, dtype=float)
-    q = np.asarray(quota_pct, dtype=float)
-    sm_curve = (b == PROFILE_SM_BATCH) & np.isclose(q, 100.0) & np.isin(s, PROFILE_SM)
-    q_curve = (
-        (b == PROFILE_QUOTA_BATCH) & np.isclose(s, PROFILE_QUOTA_SM) & np.isin(q, PROFILE_QUOTA)
-    )
-    return sm_curve | q_curve
-
-
 # --------------------------------------------------------------------------- prior profiles
 
 
@@ -358,90 +223,6 @@ class PriorProfile:
             tuple(float(v) for v in d["quota_curve"]),
             str(d.get("note", "")),
         )
-
-
-def _nearest_value(cells: pd.DataFrame, batch: float, sm: float, quota: float) -> float:
-    """The latency at (batch, sm, quota), else the nearest measured cell (log distance)."""
-    exact = cells[(cells.batch == batch) & (cells.sm_pct == sm) & (cells.quota_pct == quota)]
-    if len(exact):
-        return float(exact.latency_ms.iloc[0])
-    d = (
-        np.abs(np.log(cells.batch / batch)) * 2.0
-        + np.abs(np.log(cells.sm_pct / sm))
-        + np.abs(np.log(cells.quota_pct / quota)) * 4.0
-    )
-    return float(cells.latency_ms.iloc[int(np.argmin(d.to_numpy()))])
-
-
-def extract_profiles(table: pd.DataFrame) -> dict[tuple[str, str], PriorProfile]:
-    """Prior profiles of every (gpu, model) in a normalized table.
-
-    A missing profile point takes the nearest measured cell of that model and the profile
-    records it in ``note``; a model with none of its 11 points measured gets no profile.
-    """
-    out: dict[tuple[str, str], PriorProfile] = {}
-    for (gpu, model), cells in table.groupby(["gpu", "model"], sort=True):
-        have = profile_mask(cells.batch, cells.sm_pct, cells.quota_pct)
-        if not have.any():
-            continue
-        sm_curve = tuple(_nearest_value(cells, PROFILE_SM_BATCH, s, 100.0) for s in PROFILE_SM)
-        q_curve = tuple(
-            _nearest_value(cells, PROFILE_QUOTA_BATCH, PROFILE_QUOTA_SM, q) for q in PROFILE_QUOTA
-        )
-        note = "" if have.sum() == 11 else f"{11 - int(have.sum())} point(s) from nearest cells"
-        out[(str(gpu), str(model))] = PriorProfile(str(model), str(gpu), sm_curve, q_curve, note)
-    return out
-
-
-def derived_profile(
-    latency_ms: Callable[[float, float, float], float], model: str, gpu: str, note: str
-) -> PriorProfile:
-    """A prior profile computed by ``latency_ms(batch, sm_pct, quota_fraction)`` at the 11
-    profile points (for a model that was not profiled this way; ``note`` says how)."""
-    sm_curve = tuple(float(latency_ms(PROFILE_SM_BATCH, s, 1.0)) for s in PROFILE_SM)
-    q_curve = tuple(
-        float(latency_ms(PROFILE_QUOTA_BATCH, PROFILE_QUOTA_SM, q / 100.0)) for q in PROFILE_QUOTA
-    )
-    return PriorProfile(model, gpu, sm_curve, q_curve, note)
-
-
-# --------------------------------------------------------------------------- static features
-
-StaticSource = Callable[[], pd.DataFrame | None]
-"""A callable returning per-model architecture features (index: model name) or None."""
-
-
-def default_static_features() -> pd.DataFrame | None:
-    """Per-model architecture features, when the project provides them; else None.
-
-    Tried in order: ``hasim.perf.features`` (a function ``static_features()``,
-    ``model_features()`` or ``load_model_features()`` returning a frame with a ``model``
-    column or index), then ``hasim/perf/data/model_features.csv``. Only the numeric
-    columns of :data:`STATIC_COLUMNS` are used.
-    """
-    frame: pd.DataFrame | None = None
-    try:
-        from hasim.perf import features as feat_mod  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - optional module, any import problem means "absent"
-        feat_mod = None
-    if feat_mod is not None:
-        for name in ("static_features", "model_features", "load_model_features"):
-            fn = getattr(feat_mod, name, None)
-            if callable(fn):
-                try:
-                    got = fn()
-                except TypeError:
-                    continue
-                if isinstance(got, pd.DataFrame):
-                    frame = got
-                    break
-    if frame is None:
-        csv = Path(__file__).resolve().parent / "data" / "model_features.csv"
-        if csv.is_file():
-            frame = pd.read_csv(csv)
-    if frame is None:
-        return None
-    return clean_static(frame)
 
 
 def clean_static(frame: pd.DataFrame) -> pd.DataFrame | None:
@@ -668,18 +449,10 @@ def feature_frame(
 
 
 @dataclass
-class PredictorParams:
-    """Hyperparameters of the correction model (LightGBM) and of the features."""
+class PredictorParams(LgbmParams):
+    """Hyperparameters of the correction model (LightGBM, the shared settings of
+    :class:`hasim.perf.common.LgbmParams`) and of the features."""
 
-    seed: int = 0
-    num_threads: int = 2
-    n_estimators: int = 600
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 30
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    bagging_freq: int = 1
     lambda_l2: float = 1.0
     objective: str = "l1"
     use_static: bool = True
@@ -698,27 +471,14 @@ class PredictorParams:
 
     def lgb_params(self, seed: int | None = None) -> dict[str, Any]:
         """LightGBM parameters; ``seed`` (default ``self.seed``) seeds the row and feature
-        sampling (the data binning always uses ``self.seed``)."""
+        sampling (the data binning always uses ``self.seed``, shared by bagged boosters)."""
         seed = self.seed if seed is None else seed
         return {
             "objective": self.objective,
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": self.bagging_freq,
+            **self.base_lgb_params(seed),
             "lambda_l2": self.lambda_l2,
             "extra_trees": self.extra_trees,
             "extra_seed": seed,
-            "num_threads": self.num_threads,
-            "deterministic": True,
-            "force_col_wise": True,
-            "seed": self.seed,
-            "bagging_seed": seed,
-            "feature_fraction_seed": seed,
-            "data_random_seed": self.seed,  # binning: shared by the bagged boosters
-            "verbose": -1,
         }
 
     @classmethod
@@ -884,60 +644,17 @@ class LatencyPredictor:
         sources: Sequence[Mapping[str, Any]] | None = None,
         model_weight: Mapping[str, float] | None = None,
     ) -> LatencyPredictor:
-        """Train on a measurement table (see :func:`normalize_table`).
+        """Train on a measurement table: see :func:`hasim.perf.offline.train.fit_predictor`."""
+        from hasim.perf.offline.train import fit_predictor
 
-        ``model_weight``: per-model row weights (default 1), e.g. to let a model with few
-        rows (BERT's 18 cells) count like one with hundreds.
-        ``profiles``: the prior profiles to use (default: extracted from ``table``; pass
-        the profiles of held-out models too so they can be predicted later). ``static``:
-        architecture features (index or column ``model``), None for none, ``"default"``
-        for :func:`default_static_features`. Rows of models without a profile are dropped.
-        """
-        lgb = import_lightgbm()
-        t0 = time.perf_counter()
-        tab = normalize_table(table)
-        if profiles is None:
-            profiles = extract_profiles(tab)
-        self.profiles = dict(profiles)
-        if isinstance(static, str):
-            static = default_static_features() if self.params.use_static else None
-        self.static = clean_static(static) if static is not None else None
-        self._prior = None
-        self._index()
-        keep = np.array(
-            [(g, m) in self._keys for g, m in zip(tab.gpu, tab.model, strict=True)], dtype=bool
+        return fit_predictor(
+            self,
+            table,
+            profiles=profiles,
+            static=static,
+            sources=sources,
+            model_weight=model_weight,
         )
-        tab = tab[keep].reset_index(drop=True)
-        if tab.empty:
-            raise InputError("no training rows with a prior profile", expected="RaPP-like rows")
-        X, anchors, _ = self._features(tab.model, tab.batch, tab.sm_pct, tab.quota_pct, tab.gpu)
-        ylog = np.log(tab.latency_ms.to_numpy())
-        self.feature_names = list(X.columns)
-        w = None
-        if model_weight:
-            w = tab.model.map(lambda m: float(model_weight.get(m, 1.0))).to_numpy()
-        cat = [c for c in CATEGORICAL if c in X.columns]
-        boosters, anchor_of = [], []
-        for a, lanchor in enumerate(anchors):
-            ds = lgb.Dataset(
-                X, ylog - lanchor, weight=w, categorical_feature=cat or "auto", free_raw_data=True
-            )
-            for k in range(max(1, self.params.n_boosters)):
-                params = self.params.lgb_params(self.params.seed + k)
-                boosters.append(lgb.train(params, ds, self.params.n_estimators))
-                anchor_of.append(a)
-        self.booster = BoosterSet(boosters, anchor_of)
-        self.meta = {
-            "trained": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "train_seconds": round(time.perf_counter() - t0, 2),
-            "n_rows": len(tab),
-            "n_models": int(tab.model.nunique()),
-            "gpus": sorted(tab.gpu.unique().tolist()),
-            "sources": list(sources) if sources is not None else [],
-            "model_weight": dict(model_weight or {}),
-            "lightgbm_version": getattr(lgb, "__version__", "?"),
-        }
-        return self
 
     def predict(
         self,
@@ -1026,10 +743,7 @@ class LatencyPredictor:
         if p.suffix != ".json":
             p = p.with_suffix(".json")
         p.parent.mkdir(parents=True, exist_ok=True)
-        booster = self.booster
-        if not isinstance(booster, BoosterSet):
-            booster = BoosterSet([booster])
-        texts = booster.model_texts()
+        texts = self.booster.model_texts()
         mfile = model_file(p)
         doc = self.to_json(metrics)
         doc["model_file"] = mfile.name
@@ -1126,3 +840,32 @@ def artifact_hash(meta_path: str | Path) -> str:
         if f.is_file():
             h.update(f.read_bytes())
     return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- moved names
+
+_MOVED_OFFLINE = (
+    "BERT_SOURCE",
+    "RAPP_SOURCE",
+    "TABLE_COLUMNS",
+    "StaticSource",
+    "bert_table_frame",
+    "default_static_features",
+    "derived_profile",
+    "extract_profiles",
+    "normalize_table",
+    "profile_mask",
+    "raw_frame",
+    "rapp_table_frame",
+)
+"""Names that moved to :mod:`hasim.perf.offline.tables` (issue 15 part 4), still importable
+from here; the offline module is imported only when one of them is asked for."""
+
+
+def __getattr__(name: str) -> Any:
+    """The moved offline names (see :data:`_MOVED_OFFLINE`), imported on first use."""
+    if name in _MOVED_OFFLINE:
+        import importlib
+
+        return getattr(importlib.import_module("hasim.perf.offline.tables"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,18 +57,15 @@ version), so the second load takes milliseconds.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import os
-import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hasim.data.locate import data_path
 from hasim.errors import InputError, MissingDataError
@@ -78,9 +75,9 @@ from hasim.perf.common import (
     bracket,
     check_number,
     lognormal_noise,
-    read_json,
     unknown_model,
 )
+from hasim.perf.measurements import RAPP_GRAPH_RE, read_flat_csv, read_rapp_graphs
 
 DEFAULT_DIR = "measurements/rapp-has-gpu-v100/graph_features_all_models"
 DEFAULT_BERT = "measurements/has-gpu-bert-table/bert_qt.csv"
@@ -94,9 +91,6 @@ BERT_HEAVY_MS = 60.0
 """RaPP models whose mean batch-4, full-quota latency at SM 30..50 % is at least this (ms)
 lend BERT their batch scaling."""
 BERT_SM_RANGE = (30.0, 50.0)
-
-FILE_RE = re.compile(r"^(?P<model>.+)_(?P<sm>\d+)\.json(?:\.gz)?$")
-BERT_COLUMNS = ("model", "sm_pct", "batch", "quota_pct", "latency_ms_mean")
 
 
 @dataclass
@@ -200,51 +194,6 @@ class RaPPTables:
 # --------------------------------------------------------------------------- reading
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _parse_rapp_file(path: Path, model: str, sm: int) -> Iterator[tuple[int, float, float]]:
-    """(batch, quota %, latency ms) entries of one RaPP JSON file, checked."""
-    doc = read_json(path)
-    expected = '{"model_name": str, "profiling_result": [{"batch", "sm", "quota", "latency"}]}'
-    if not isinstance(doc, dict) or not isinstance(doc.get("profiling_result"), list):
-        raise InputError("not a RaPP profiling file", path=path, expected=expected)
-    name = doc.get("model_name")
-    if name != model:
-        raise InputError(
-            f"model_name {name!r} does not match the file name",
-            path=path,
-            expected=f"model_name {model!r}",
-        )
-    seen: set[tuple[int, float]] = set()
-    for k, e in enumerate(doc["profiling_result"]):
-        where = f"profiling_result[{k}]"
-        if not isinstance(e, dict):
-            raise InputError(f"{where} is not an object", path=path, expected=expected)
-        for key in ("batch", "sm", "quota", "latency"):
-            if not _number(e.get(key)):
-                raise InputError(
-                    f"{where}.{key} = {e.get(key)!r} is missing or not a number",
-                    path=path,
-                    expected="a finite number",
-                )
-        b, s, q, lat = e["batch"], e["sm"], e["quota"], e["latency"]
-        if int(b) != b or b < 1:
-            raise InputError(f"{where}.batch = {b!r}", path=path, expected="an integer >= 1")
-        if s != sm:
-            raise InputError(f"{where}.sm = {s!r} differs from the file name's SM {sm}", path=path)
-        if not 0 < q <= 100:
-            raise InputError(f"{where}.quota = {q!r}", path=path, expected="a percent in (0, 100]")
-        if lat <= 0:
-            raise InputError(f"{where}.latency = {lat!r}", path=path, expected="a latency > 0 ms")
-        key2 = (int(b), float(q))
-        if key2 in seen:
-            raise InputError(f"{where}: batch {b} quota {q} appears twice", path=path)
-        seen.add(key2)
-        yield int(b), float(q), float(lat)
-
-
 def _rapp_files(directory: Path) -> list[tuple[Path, str, int]]:
     """The ``<model>_<sm>.json[.gz]`` files of a RaPP folder (MissingDataError when none)."""
     if not directory.is_dir():
@@ -254,7 +203,7 @@ def _rapp_files(directory: Path) -> list[tuple[Path, str, int]]:
     for p in sorted(directory.iterdir()):
         if not (p.name.endswith(".json") or p.name.endswith(".json.gz")):
             continue
-        m = FILE_RE.match(p.name)
+        m = RAPP_GRAPH_RE.match(p.name)
         if m is None:
             raise InputError(
                 "unexpected file name in the RaPP folder", path=p, expected="<model>_<sm>.json"
@@ -282,25 +231,19 @@ class RawTable:
     values: np.ndarray
 
 
-def read_rapp_dir(directory: Path) -> RawTable:
-    """Parse every RaPP JSON file of ``directory`` onto common (SM, batch, quota) axes."""
-    entries: dict[str, list[tuple[int, int, float, float]]] = {}
-    for path, model, sm in _rapp_files(directory):
-        rows = entries.setdefault(model, [])
-        rows.extend((sm, b, q, lat) for b, q, lat in _parse_rapp_file(path, model, sm))
-    models = sorted(entries)
-    sms = sorted({r[0] for rows in entries.values() for r in rows})
-    bs = sorted({r[1] for rows in entries.values() for r in rows})
-    qs = sorted({r[2] for rows in entries.values() for r in rows})
-    if not sms:
-        raise InputError("no profiling entries in the RaPP folder", path=directory)
+def _raw_table(models: list[str], rows: pd.DataFrame) -> RawTable:
+    """Rows of the measurement schema onto common (SM, batch, quota) axes."""
+    sms = sorted(set(rows.sm_pct.tolist()))
+    bs = sorted(set(rows.batch.tolist()))
+    qs = sorted(set(rows.quota_pct.tolist()))
     si = {v: k for k, v in enumerate(sms)}
     bi = {v: k for k, v in enumerate(bs)}
     qi = {v: k for k, v in enumerate(qs)}
+    mi = {v: k for k, v in enumerate(models)}
     values = np.full((len(models), len(sms), len(bs), len(qs)), np.nan)
-    for m, model in enumerate(models):
-        for s, b, q, lat in entries[model]:
-            values[m, si[s], bi[b], qi[q]] = lat
+    cols = (rows.model, rows.sm_pct, rows.batch, rows.quota_pct, rows.latency_ms)
+    for m, s, b, q, lat in zip(*(c.tolist() for c in cols), strict=True):
+        values[mi[m], si[s], bi[b], qi[q]] = lat
     return RawTable(
         models=models,
         sm=[float(s) for s in sms],
@@ -310,62 +253,21 @@ def read_rapp_dir(directory: Path) -> RawTable:
     )
 
 
+def read_rapp_dir(directory: Path) -> RawTable:
+    """Every RaPP JSON file of ``directory`` (parsed by
+    :func:`hasim.perf.measurements.read_rapp_graphs`) onto common (SM, batch, quota) axes."""
+    files = _rapp_files(directory)
+    rows = read_rapp_graphs([p for p, _, _ in files], [m for _, m, _ in files])
+    if rows.empty:
+        raise InputError("no profiling entries in the RaPP folder", path=directory)
+    return _raw_table(sorted({m for _, m, _ in files}), rows)
+
+
 def read_bert_csv(path: Path) -> RawTable:
-    """Parse HAS-GPU's BERT table (``model,sm_pct,batch,quota_pct,latency_ms_mean``)."""
-    rows: list[tuple[float, float, float, float]] = []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or tuple(h.strip() for h in header) != BERT_COLUMNS:
-                raise InputError(
-                    f"header {header!r}", path=path, line=1, expected=",".join(BERT_COLUMNS)
-                )
-            for line_no, rec in enumerate(reader, start=2):
-                if not rec or all(not c.strip() for c in rec):
-                    continue
-                if len(rec) != len(BERT_COLUMNS):
-                    raise InputError(
-                        f"{len(rec)} fields", path=path, line=line_no, expected="5 fields"
-                    )
-                nums = []
-                for col, text in zip(BERT_COLUMNS[1:], rec[1:], strict=True):
-                    try:
-                        v = float(text)
-                    except ValueError:
-                        v = math.nan
-                    if not math.isfinite(v) or v <= 0:
-                        raise InputError(
-                            f"value {text!r}",
-                            path=path,
-                            line=line_no,
-                            column=col,
-                            expected="a finite number > 0",
-                        )
-                    nums.append(v)
-                s, b, q, lat = nums
-                if s > 100 or q > 100 or int(b) != b:
-                    raise InputError(
-                        f"sm_pct {s:g}, batch {b:g}, quota_pct {q:g}",
-                        path=path,
-                        line=line_no,
-                        expected="sm_pct and quota_pct in (0, 100], an integer batch",
-                    )
-                rows.append((s, b, q, lat))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"unreadable CSV: {e}", path=path) from None
-    if not rows:
-        raise InputError("no rows", path=path, expected="rows of BERT latencies")
-    sms = sorted({r[0] for r in rows})
-    bs = sorted({r[1] for r in rows})
-    qs = sorted({r[2] for r in rows})
-    values = np.full((1, len(sms), len(bs), len(qs)), np.nan)
-    for s, b, q, lat in rows:
-        cell = (0, sms.index(s), bs.index(b), qs.index(q))
-        if not math.isnan(values[cell]):
-            raise InputError(f"sm {s:g} batch {b:g} quota {q:g} appears twice", path=path)
-        values[cell] = lat
-    return RawTable([BERT_MODEL], sms, bs, [q / 100.0 for q in qs], values)
+    """HAS-GPU's BERT table (``model,sm_pct,batch,quota_pct,latency_ms_mean``, parsed by
+    :func:`hasim.perf.measurements.read_flat_csv`) as the one model ``bert``."""
+    rows = read_flat_csv(path)
+    return _raw_table([BERT_MODEL], rows.assign(model=BERT_MODEL))
 
 
 # --------------------------------------------------------------------------- filling

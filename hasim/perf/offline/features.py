@@ -27,7 +27,7 @@ from hasim import hardware
 from hasim.errors import InputError, MissingDataError
 from hasim.perf.measurements import COLUMNS as MEASUREMENT_COLUMNS
 
-FEATURES_CSV = Path(__file__).resolve().parent / "data" / "model_features.csv"
+FEATURES_CSV = Path(__file__).resolve().parents[1] / "data" / "model_features.csv"
 
 FEATURE_COLUMNS = (
     "model", "family", "input_shape", "params", "param_bytes", "macs", "flops",
