@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hasim.perf.evaluate import config_split, evaluate, random_split  # noqa: E402
-from hasim.perf.gnn import (  # noqa: E402
+from hasim.perf.offline.evaluate import config_split, evaluate, random_split  # noqa: E402
+from hasim.perf.offline.gnn import (  # noqa: E402
     GNNParams,
     GNNPredictor,
     OpGraph,

@@ -41,7 +41,7 @@ sources overlap, the error of the transfer rules from the V100 law, FaST-GShare'
 profile beside the law; ``--out`` writes the coefficients (the packaged files are
 ``hasim/perf/data/compact_a100_80gb.json`` / ``compact_a100_40gb.json``).
 
-``gnn-evaluate``: RaPP's graph approach (:mod:`hasim.perf.gnn`, needs torch: the
+``gnn-evaluate``: RaPP's graph approach (:mod:`hasim.perf.offline.gnn`, needs torch: the
 ``calibrate`` extra) -- a graph attention network over each model's operator chain plus an
 MLP, scored on the same splits as ``evaluate`` alone, beside today's LightGBM predictor and
 as their log-space ensemble (weight 0.5, fixed). Prints MAPE, median and p90 APE per
@@ -185,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_gnn_evaluate(args: argparse.Namespace) -> int:
-    from hasim.perf.gnn import GNNParams, evaluate_gnn
+    from hasim.perf.offline.gnn import GNNParams, evaluate_gnn
 
     to_stdout = args.json == "-"
     say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print

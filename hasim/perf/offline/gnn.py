@@ -4,7 +4,7 @@ RaPP (SYSTEMS.md section 2.5) predicts the mean latency of (model, batch, SM %, 
 an operator graph whose nodes carry static features and each operator's measured time at
 SM 5/10/30/60/80/100 %, joined with an MLP over whole-model features. This module is our
 own plain-torch version of that idea, evaluated on the same protocols and folds as the
-LightGBM predictor (:mod:`hasim.perf.evaluate`):
+LightGBM predictor (:mod:`hasim.perf.offline.evaluate`):
 
 * **Graph** (:func:`op_graphs`): RaPP's runtime-feature files list operators per type, not
   the edges, so the graph is the assumed launch chain of :func:`hasim.perf.operators.op_order`
@@ -44,6 +44,11 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError
+from hasim.perf.offline.tables import (
+    default_static_features,
+    extract_profiles,
+    normalize_table,
+)
 from hasim.perf.predictor import (
     DEFAULT_GPU,
     FAMILIES,
@@ -52,9 +57,6 @@ from hasim.perf.predictor import (
     PredictorParams,
     PriorProfile,
     clean_static,
-    default_static_features,
-    extract_profiles,
-    normalize_table,
 )
 
 NODE_SM = PROFILE_SM
@@ -97,7 +99,8 @@ def op_graphs(data: Any = None) -> dict[str, OpGraph]:
     """Operator chain graphs of every model with batch-1 operator times at the six SM %
     levels (``data``: :class:`hasim.perf.operators.OperatorData`, default: loaded from the
     data dir)."""
-    from hasim.perf.operators import OP_TYPES, load_operator_data, op_order
+    from hasim.perf.offline.operators import load_operator_data
+    from hasim.perf.operators import OP_TYPES, op_order
 
     if data is None:
         data = load_operator_data()
@@ -532,9 +535,9 @@ def protocol_splits(
     folds: int = 5,
     holdout_models: Sequence[str] | None = None,
 ) -> list[Any]:
-    """The splits :func:`hasim.perf.evaluate.evaluate` scores for ``protocol`` (same seeds,
+    """The splits :func:`hasim.perf.offline.evaluate.evaluate` scores for ``protocol`` (same seeds,
     same folds), over a table prepared as it prepares it (see :func:`prepare_table`)."""
-    from hasim.perf.evaluate import (
+    from hasim.perf.offline.evaluate import (
         PROTOCOLS,
         config_split,
         model_folds,
@@ -579,9 +582,9 @@ def evaluate_gnn(
     log: Any = None,
 ) -> GNNEvalResult:
     """Score the GNN, today's LightGBM predictor (``baseline``) and their log-space
-    ensemble on the splits of :func:`hasim.perf.evaluate.evaluate` (same seed, same
+    ensemble on the splits of :func:`hasim.perf.offline.evaluate.evaluate` (same seed, same
     folds; the ensemble weight is fixed, never fitted on a scored fold)."""
-    from hasim.perf.evaluate import check_split, error_report
+    from hasim.perf.offline.evaluate import check_split, error_report
 
     say = log or (lambda msg: None)
     tab, profiles = prepare_table(table)
