@@ -162,21 +162,20 @@ class SimulationView:
         return np.array(seconds, dtype=float), np.array(busy, dtype=bool)
 
     def queued_counts(self, fns: np.ndarray) -> np.ndarray:
-        qs, now = self._sim.queue_list, self.now
-        out = np.zeros(len(fns), dtype=np.int64)
-        for k, i in enumerate(np.asarray(fns).tolist()):
-            q = qs[i]
-            q.advance(now)
-            out[k] = q.queue_length(now)
-        return out
+        return self._counts(fns, "queue_length")
 
     def in_flight_counts(self, fns: np.ndarray) -> np.ndarray:
+        return self._counts(fns, "in_flight")
+
+    def _counts(self, fns: np.ndarray, what: str) -> np.ndarray:
+        """Per function of ``fns``: its queue advanced to now, then ``queue.<what>(now)``
+        (a count of requests)."""
         qs, now = self._sim.queue_list, self.now
         out = np.zeros(len(fns), dtype=np.int64)
         for k, i in enumerate(np.asarray(fns).tolist()):
             q = qs[i]
             q.advance(now)
-            out[k] = q.in_flight(now)
+            out[k] = getattr(q, what)(now)
         return out
 
     # ---- pods and GPUs --------------------------------------------------------------
