@@ -281,3 +281,56 @@ def test_in_system_many_is_in_system(gaps, lat, timeout, step, pods, back, seed)
         assert list(zip(*got, strict=True)) == want
         for f, t in zip(fused, twins, strict=True):
             np.testing.assert_array_equal(f.leave_times(), t.leave_times())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    gaps=st.lists(
+        st.one_of(st.floats(0.0, 0.3), st.just(0.0), st.floats(0.3, 20.0)), min_size=1, max_size=400
+    ),
+    lats=st.lists(st.floats(0.001, 2.0), min_size=1, max_size=5),
+    gpus=st.lists(st.integers(0, 2), min_size=5, max_size=5),
+    slots=st.integers(1, 3),
+    token=st.floats(0.001, 0.1),
+    batch=st.integers(1, 5),
+    max_wait=st.sampled_from([0.0, 0.0, 0.05]),
+    timeout=st.one_of(st.none(), st.floats(0.05, 3.0)),
+    stale=st.lists(st.floats(0.0, 500.0), max_size=3),
+    steps=st.lists(st.floats(0.0, 2000.0), max_size=8),
+    seed=st.integers(0, 5),
+)
+def test_batch_loop_with_slot_waits_and_stale_endpoints_matches_the_general_loop(
+    gaps, lats, gpus, slots, token, batch, max_wait, timeout, stale, steps, seed
+):
+    """Pods sharing GPUs (slot waits) and stale endpoints: the batch-mode loop
+    (``_advance_batch``) logs exactly what the general loop (``_advance_many``) logs."""
+    arr = np.cumsum(gaps)
+
+    def play(fast: bool) -> FunctionQueue:
+        q = queue(arr, timeout=timeout, overhead=0.01, seed=seed)
+        q.max_wait = max_wait
+        q.fast_paths = fast
+        q.fail_s = 0.02
+        for t in stale:
+            q.add_stale(t)
+        tables = [[0.0] + [lat * (1 + 0.3 * (b - 1)) for b in range(1, batch + 1)] for lat in lats]
+        for p, table in enumerate(tables[:-1] or tables):
+            q.add_server(p + 3, 0.0, table, slot=(gpus[p], slots, token))
+        cuts = sorted(steps)
+        for k, t in enumerate(cuts):
+            q.advance(t)
+            if k == len(cuts) // 2 and len(tables) > 1:
+                q.add_server(1, t, tables[-1], slot=(gpus[-1], slots, token))
+            if k == len(cuts) - 1 and len(q.servers) > 1:
+                q.remove_server(q.servers[-1].pod_id)
+        q.advance(math.inf)
+        q.expire(math.inf)
+        return q
+
+    fast, slow = play(True), play(False)
+    assert logs(fast) == logs(slow) and fast.d_reason == slow.d_reason
+    assert fast._rr == slow._rr
+    assert [(s.pod_id, s.free_at, s.last_n) for s in fast.servers + fast.draining] == [
+        (s.pod_id, s.free_at, s.last_n) for s in slow.servers + slow.draining
+    ]
+    np.testing.assert_array_equal(fast.leave_times(), slow.leave_times())

@@ -17,6 +17,7 @@ from hasim.cluster.maxrects import (
     free_rects,
     intersects,
     place,
+    prune,
     split,
 )
 
@@ -154,3 +155,22 @@ def test_choose_bin_prefers_the_gpu_left_with_least_free_area():
     assert choose_bin(400, 12, []) is None
     # nothing was placed
     assert b.used == [(0, 0, 1000, 80)]
+
+
+def _prune_reference(free):
+    """``prune`` by its definition: every pair checked with ``contains``."""
+    uniq = sorted(set(free), key=lambda r: (r[1], r[0], r[2], r[3]))
+    return [r for r in uniq if not any(o != r and contains(o, r) for o in uniq)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(1, 6), st.integers(1, 6)),
+        max_size=40,
+    )
+)
+def test_prune_is_the_pairwise_definition(free):
+    """The early-exit ``prune`` keeps exactly the rectangles, in the order, that the
+    all-pairs containment check keeps."""
+    assert prune(free) == _prune_reference(free)

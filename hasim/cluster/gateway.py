@@ -120,6 +120,10 @@ def timed_out(arr: list[float], x: float, head: int) -> int:
     return bisect_left(arr, x, lo, hi if hi < n else n)
 
 
+# mean rank waits of slot_wait_s (in tokens x busy pods) by (busy pods, slots)
+_RANK_WAITS: dict[tuple[int, int], int] = {}
+
+
 @dataclass
 class Server:
     """A ready pod as the gateway sees it: when it is free and its latency per batch size
@@ -562,6 +566,8 @@ class FunctionQueue:
             and not self.closed_loop
         ):
             self._advance_pool(until)
+        elif self.fast_paths and not self.event_driven and not self.closed_loop:
+            self._advance_batch(until)
         else:
             self._advance_many(until)
 
@@ -835,6 +841,101 @@ class FunctionQueue:
                 insort(ends, srv.free_at)
         self.head = head
         self._noise_i = ni
+
+    def _advance_batch(self, until: float) -> None:
+        """``_advance_many`` in batch mode with stale endpoints or slot waits: the same
+        rule and arithmetic, with the loop's state in local variables, the stale-endpoint
+        routing and the slot wait (``_slot_wait``) inlined and the mean rank waits of
+        ``slot_wait_s`` cached by (busy pods, slots)."""
+        servers = self.servers
+        arr = self._arr
+        n = len(arr)
+        head = self.head
+        max_wait, overhead = self.max_wait, self.overhead
+        timeout = self.timeout
+        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
+        b_end, b_pod = self.b_end.append, self.b_pod.append
+        noise, ni = self._noise, self._noise_i
+        n_noise = len(noise)
+        heap = [(s.free_at, s.pod_id, s) for s in servers]
+        heapq.heapify(heap)
+        replace = heapq.heapreplace
+        busy = self._busy_ends() if self._slots_full else None
+        waits = _RANK_WAITS
+        stale = self.stale
+        ready = len(servers)
+        fail_s = self.fail_s
+        rr = self._rr
+        while head < n:
+            t_free, pod_id, srv = heap[0]
+            if t_free > until:
+                break
+            a0 = arr[head]
+            start = t_free if t_free > a0 else a0
+            table = srv.table
+            max_batch = len(table) - 1
+            if max_wait > 0.0 and max_batch > 1:
+                k = head + max_batch - 1
+                fill = a0 + max_wait
+                if k < n and arr[k] < fill:
+                    fill = arr[k]
+                if fill > start:
+                    start = fill
+            if timeout is not None and a0 < start - timeout:
+                j = timed_out(arr, start - timeout, head)
+                self._drop(head, j - head, arr, timeout)
+                head = j
+                continue
+            if start > until:
+                break
+            hi = head + max_batch
+            k = bisect_right(arr, start, head, hi if hi < n else n)
+            nb = k - head
+            if stale:
+                while stale and stale[0] <= start:
+                    stale.pop(0)
+                if stale:
+                    rr += 1
+                    if rr % (ready + len(stale)) < len(stale):
+                        self._fail(head, nb, start + fail_s)
+                        head = k
+                        continue
+            if ni >= n_noise:
+                self._noise_i = ni
+                self._refill_noise()
+                noise, ni = self._noise, 0
+                n_noise = len(noise)
+            gpu_s = table[nb] * noise[ni]
+            ni += 1
+            slot = srv.slot
+            if busy is not None and slot is not None:
+                ends = busy[slot[0]]
+                nbusy = 1 + len(ends) - bisect_right(ends, start)
+                slots = slot[1]
+                if nbusy <= slots:
+                    gpu_s += 0.0
+                else:
+                    w = waits.get((nbusy, slots))
+                    if w is None:
+                        w = waits[(nbusy, slots)] = sum(r // slots for r in range(nbusy))
+                    gpu_s += slot[2] * w / nbusy
+                end = start + gpu_s + overhead
+                ends.remove(t_free)
+                insort(ends, end)
+            else:
+                end = start + gpu_s + overhead
+            b_first(head)
+            b_n(nb)
+            b_start(start)
+            b_end(end)
+            b_pod(pod_id)
+            srv.free_at = end
+            srv.last_n = nb
+            head = k
+            replace(heap, (end, pod_id, srv))
+        self.head = head
+        self._noise_i = ni
+        self._rr = rr
 
     def _busy_ends(self) -> dict[int, list[float]]:
         """Per GPU, the sorted free times (s) of this function's pods on it (for the slot

@@ -45,7 +45,21 @@ def contains(outer: Box, inner: Box) -> bool:
 def prune(free: Iterable[Box]) -> list[Box]:
     """Drop duplicates and every rectangle contained in another one; sorted (y, x, w, h)."""
     uniq = sorted(set(free), key=lambda r: (r[1], r[0], r[2], r[3]))
-    return [r for r in uniq if not any(o != r and contains(o, r) for o in uniq)]
+    # corners (x0, y0, x1, y1); a rectangle that contains r starts at or below r's y, so
+    # the scan (in y order) stops at the first one that starts above it
+    edges = [(x, y, x + w, y + h) for x, y, w, h in uniq]
+    out: list[Box] = []
+    for r, e in zip(uniq, edges, strict=True):
+        rx, ry, rx1, ry1 = e
+        for o in edges:
+            if o[1] > ry:
+                out.append(r)
+                break
+            if o is not e and o[0] <= rx and rx1 <= o[2] and ry1 <= o[3]:
+                break
+        else:
+            out.append(r)
+    return out
 
 
 def split(free: Sequence[Box], box: Box) -> list[Box]:
