@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import LgbmParams, import_lightgbm
+from hasim.perf.common import LgbmParams, import_lightgbm, moved_names
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
@@ -862,10 +862,4 @@ _MOVED_OFFLINE = (
 from here; the offline module is imported only when one of them is asked for."""
 
 
-def __getattr__(name: str) -> Any:
-    """The moved offline names (see :data:`_MOVED_OFFLINE`), imported on first use."""
-    if name in _MOVED_OFFLINE:
-        import importlib
-
-        return getattr(importlib.import_module("hasim.perf.offline.tables"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "hasim.perf.offline.tables", _MOVED_OFFLINE)
