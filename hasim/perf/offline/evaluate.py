@@ -105,18 +105,23 @@ def config_split(table: pd.DataFrame, seed: int = 0, holdout: float = CONFIG_HOL
     return Split("unseen-config", ~test & ~_held_config_rows(table, test), test)
 
 
+def _config_keys(rows: pd.DataFrame) -> np.ndarray:
+    """One string per row naming its (gpu, model, SM %, quota %) configuration."""
+    return (
+        rows.gpu.astype(str)
+        + "\0"
+        + rows.model.astype(str)
+        + "\0"
+        + rows.sm_pct.astype(str)
+        + "\0"
+        + rows.quota_pct.astype(str)
+    ).to_numpy()
+
+
 def _held_config_rows(table: pd.DataFrame, test: np.ndarray) -> np.ndarray:
     """Rows (non-profile) sharing a held-out (model, SM, quota) configuration with ``test``:
     none may train, so a configuration is unseen at every batch."""
-    keys = (
-        table.gpu.astype(str)
-        + "\0"
-        + table.model.astype(str)
-        + "\0"
-        + table.sm_pct.astype(str)
-        + "\0"
-        + table.quota_pct.astype(str)
-    ).to_numpy()
+    keys = _config_keys(table)
     held = np.isin(keys, keys[test])
     return held & ~_profile_rows(table)
 
@@ -362,15 +367,7 @@ def _score_intervals(
 
 def _config_halves(rows: pd.DataFrame, seed: int) -> np.ndarray:
     """0/1 per row: its (gpu, model, SM, quota) configuration's random half."""
-    keys = (
-        rows.gpu.astype(str)
-        + "\0"
-        + rows.model.astype(str)
-        + "\0"
-        + rows.sm_pct.astype(str)
-        + "\0"
-        + rows.quota_pct.astype(str)
-    ).to_numpy()
+    keys = _config_keys(rows)
     uniq, inv = np.unique(keys, return_inverse=True)
     half = np.random.default_rng(seed + 1).permutation(uniq.size) % 2
     return half[inv]
