@@ -136,6 +136,17 @@ def _models_filter(tab: pd.DataFrame, models: str | None) -> pd.DataFrame:
     return tab[tab.model.isin(want)].reset_index(drop=True)
 
 
+def _eval_inputs(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str] | None]:
+    """The table an evaluation scores (``--data``, ``--models``) and its
+    ``--holdout-models`` (only with ``--protocol unseen-model``)."""
+    tab, _, _ = resolve_data(args.data)
+    tab = _models_filter(tab, args.models)
+    held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
+    if held and args.protocol != "unseen-model":
+        raise InputError("--holdout-models needs --protocol unseen-model")
+    return tab, held
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from hasim.perf.offline.evaluate import evaluate, format_report, plot_predictions
 
@@ -143,11 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print
     if args.calib_folds < 2:
         raise InputError(f"--calib-folds {args.calib_folds}", expected="an integer >= 2")
-    tab, _, _ = resolve_data(args.data)
-    tab = _models_filter(tab, args.models)
-    held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
-    if held and args.protocol != "unseen-model":
-        raise InputError("--holdout-models needs --protocol unseen-model")
+    tab, held = _eval_inputs(args)
     t0 = time.perf_counter()
     res = evaluate(
         tab,
@@ -189,11 +196,7 @@ def cmd_gnn_evaluate(args: argparse.Namespace) -> int:
 
     to_stdout = args.json == "-"
     say = (lambda msg: print(msg, file=sys.stderr)) if to_stdout else print
-    tab, _, _ = resolve_data(args.data)
-    tab = _models_filter(tab, args.models)
-    held = [m.strip() for m in args.holdout_models.split(",")] if args.holdout_models else None
-    if held and args.protocol != "unseen-model":
-        raise InputError("--holdout-models needs --protocol unseen-model")
+    tab, held = _eval_inputs(args)
     params = GNNParams(seed=args.seed, val_by_model=args.protocol == "unseen-model")
     if args.steps is not None:
         params.max_steps = args.steps
