@@ -134,7 +134,7 @@ class ParvaGPUAutoscaler:
         self.max_batch = cluster.max_batch
         self.model_memory_mb = dict(cluster.model_memory_mb or {})
         self._menus: dict[str, Menu] = {}
-        self._fn_menu: dict[str, Menu] = {}  # function -> its menu (last decision)
+        self._fn_menu: dict[str, Menu] = {}  # function -> its menu (fixed for the run)
         # segments placed: instance uid -> (function, segment); and those asked for, not
         # yet seen in the view: (gpu, (profile, start), function, segment)
         self.segments: dict[int, tuple[str, Segment]] = {}
@@ -212,8 +212,10 @@ class ParvaGPUAutoscaler:
         for i, f in enumerate(fns):
             if wake and i not in woken:
                 continue
-            slo = slo_for(f, _ViewPerf(view), self.overhead_s, c.slo_scale)
-            menu = self._fn_menu[f.name] = self.menu(view, f.model, slo)
+            menu = self._fn_menu.get(f.name)
+            if menu is None:  # a function's model and SLO are fixed for the run
+                slo = slo_for(f, _ViewPerf(view), self.overhead_s, c.slo_scale)
+                menu = self._fn_menu[f.name] = self.menu(view, f.model, slo)
             plan = self.plan(menu, rates[i] * c.headroom)
             if not plan and deployed[i] and menu.by_size:  # kept: its smallest segment
                 plan = [menu.by_size[min(menu.by_size)]]
