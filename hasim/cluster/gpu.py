@@ -72,6 +72,24 @@ class Row:
     def empty(self) -> bool:
         return not self.pods
 
+    def put(self, pod: Pod) -> None:
+        """Add ``pod``; the first pod sets the row's SM size."""
+        if not self.pods:
+            self.sm_pct = pod.sm_pct
+        self.pods.append(pod)
+
+    def take(self, pod: Pod) -> None:
+        """Remove ``pod``; an emptied row has no SM size."""
+        self.pods.remove(pod)
+        if not self.pods:
+            self.sm_pct = 0.0
+
+
+def release_mb(used_mb: float, mb: float) -> float:
+    """Memory in use (MB) after ``mb`` is freed, rounding leftovers to 0."""
+    left = used_mb - mb
+    return 0.0 if abs(left) < 1e-6 else left
+
 
 @dataclass
 class Gpu:
@@ -130,10 +148,7 @@ class Gpu:
     def add(self, pod: Pod, row: int) -> None:
         if not self.fits(row, pod.sm_pct, pod.quota, pod.mem_mb):
             raise RuntimeError(f"pod {pod.id} does not fit GPU {self.id} row {row}")
-        r = self.rows[row]
-        if not r.pods:
-            r.sm_pct = pod.sm_pct
-        r.pods.append(pod)
+        self.rows[row].put(pod)
         self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
         pod.gpu_id, pod.row = self.id, row
@@ -176,17 +191,9 @@ class Gpu:
             return
         if pod.id in self.rects:
             del self.rects[pod.id]
-            self.mem_used_mb -= pod.mem_mb
-            if abs(self.mem_used_mb) < 1e-6:
-                self.mem_used_mb = 0.0
-            return
-        r = self.rows[pod.row]
-        r.pods.remove(pod)
-        if not r.pods:
-            r.sm_pct = 0.0
-        self.mem_used_mb -= pod.mem_mb
-        if abs(self.mem_used_mb) < 1e-6:
-            self.mem_used_mb = 0.0
+        else:
+            self.rows[pod.row].take(pod)
+        self.mem_used_mb = release_mb(self.mem_used_mb, pod.mem_mb)
 
     def can_set_quota(self, pod: Pod, quota: float) -> bool:
         if pod.id in self.rects:

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hasim.cluster.gpu import EPS, Row
+from hasim.cluster.gpu import EPS, Row, release_mb
 from hasim.hardware import MIG_COMPUTE_SLICES, GpuSpec, MigProfile, mig_layout_fits
 
 if TYPE_CHECKING:
@@ -101,21 +101,13 @@ class MigInstance:
     def add(self, pod: Pod, row: int) -> None:
         if row == len(self.rows):
             self.rows.append(Row())
-        r = self.rows[row]
-        if not r.pods:
-            r.sm_pct = pod.sm_pct
-        r.pods.append(pod)
+        self.rows[row].put(pod)
         self.mem_used_mb += pod.mem_mb
         pod.row = row
 
     def remove(self, pod: Pod) -> None:
-        r = self.rows[pod.row]
-        r.pods.remove(pod)
-        if not r.pods:
-            r.sm_pct = 0.0
-        self.mem_used_mb -= pod.mem_mb
-        if abs(self.mem_used_mb) < 1e-6:
-            self.mem_used_mb = 0.0
+        self.rows[pod.row].take(pod)
+        self.mem_used_mb = release_mb(self.mem_used_mb, pod.mem_mb)
 
     def check(self) -> None:
         """Assert the per-instance invariants: rows' SM sizes <= 100 % of the instance, row
