@@ -44,6 +44,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -266,6 +267,22 @@ class ThreadPoolRun:
 REPLAY_COLUMNS = ("timestamp", "duration")
 
 
+def _refuse_first(
+    bad: np.ndarray, column: Any, problem: str, path: Path, expected: str, what: str = ""
+) -> None:
+    """Raise an InputError naming the first row of a CSV file (header on line 1) where
+    ``bad`` holds: its value in ``column`` (a pandas Series) and ``problem``."""
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(
+            f"{what or column.name} {column.iloc[i]!r} {problem}",
+            path=path,
+            line=i + 2,
+            column=str(column.name),
+            expected=expected,
+        )
+
+
 def read_send_times(
     path: str | Path, with_span: bool = False
 ) -> np.ndarray | tuple[np.ndarray, float]:
@@ -304,27 +321,14 @@ def read_send_times(
     if d.empty:
         raise InputError("no requests in the file", path=p, expected="at least one row")
     stamps = pd.to_datetime(d["timestamp"].astype(str), utc=True, errors="coerce", format="ISO8601")
-    bad = stamps.isna().to_numpy()
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(
-            f"time stamp {d['timestamp'].iloc[i]!r} is not understood",
-            path=p,
-            line=i + 2,
-            column="timestamp",
-            expected="an ISO 8601 time such as 2025-03-17T01:11:08.031699",
-        )
+    _refuse_first(
+        stamps.isna().to_numpy(), d["timestamp"], "is not understood", p,
+        "an ISO 8601 time such as 2025-03-17T01:11:08.031699", "time stamp",
+    )  # fmt: skip
     dur = pd.to_numeric(d["duration"], errors="coerce").to_numpy(dtype=float)
-    bad = ~(np.isfinite(dur) & (dur >= 0))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(
-            f"duration {d['duration'].iloc[i]!r} is invalid",
-            path=p,
-            line=i + 2,
-            column="duration",
-            expected="a latency in s >= 0",
-        )
+    _refuse_first(
+        ~(np.isfinite(dur) & (dur >= 0)), d["duration"], "is invalid", p, "a latency in s >= 0"
+    )
     done = (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
     sent = np.sort(done - dur)
     first = sent[0]
