@@ -75,8 +75,9 @@ def test_lone_pod_loop_and_fast_path_match_the_general_loop(gaps, lat, batch, ti
     seed=st.integers(0, 5),
 )
 def test_pool_loop_matches_the_general_loop(gaps, lats, batch, max_wait, timeout, steps, seed):
-    """Several pods (each its own table, one added late, one removed): the pool loop
-    (``_advance_pool``) logs exactly what the general loop logs."""
+    """Several pods (each its own table, one added late, one removed), no stale
+    endpoints or slot waits: the batch loop (``_advance_batch``) logs exactly what the
+    general loop logs."""
     arr = np.cumsum(gaps)
 
     def play(fast: bool) -> FunctionQueue:

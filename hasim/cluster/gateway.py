@@ -558,14 +558,6 @@ class FunctionQueue:
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
             self._advance_one(until)
-        elif (
-            self.fast_paths
-            and not self.stale
-            and not self._slots_full
-            and not self.event_driven
-            and not self.closed_loop
-        ):
-            self._advance_pool(until)
         elif self.fast_paths and not self.event_driven and not self.closed_loop:
             self._advance_batch(until)
         else:
@@ -688,73 +680,6 @@ class FunctionQueue:
         self._noise_i += j
         return j, float(end[j - 1])
 
-    def _advance_pool(self, until: float) -> None:
-        """``_advance_many`` for batch mode without stale endpoints or slot waits: the
-        same rule (the pod free the longest takes the head; ties: the lowest id), with
-        the loop's state in local variables, a batch of one found without a search and
-        timed-out runs found by a galloping search from the head."""
-        arr = self._arr
-        n = len(arr)
-        head = self.head
-        max_wait, overhead = self.max_wait, self.overhead
-        timeout = self.timeout
-        b_first, b_n, b_start = self.b_first.append, self.b_n.append, self.b_start.append
-        b_end, b_pod = self.b_end.append, self.b_pod.append
-        noise, ni = self._noise, self._noise_i
-        n_noise = len(noise)
-        heap = [(s.free_at, s.pod_id, s) for s in self.servers]
-        heapq.heapify(heap)
-        replace = heapq.heapreplace
-        while head < n:
-            t_free, pod_id, srv = heap[0]
-            if t_free > until:
-                break
-            a0 = arr[head]
-            start = t_free if t_free > a0 else a0
-            table = srv.table
-            max_batch = len(table) - 1
-            if max_wait > 0.0 and max_batch > 1:
-                k = head + max_batch - 1
-                fill = a0 + max_wait
-                if k < n and arr[k] < fill:
-                    fill = arr[k]
-                if fill > start:
-                    start = fill
-            if timeout is not None and a0 < start - timeout:
-                j = timed_out(arr, start - timeout, head)
-                self.d_first.append(head)
-                self.d_n.append(j - head)
-                self.d_time.append(a0 + timeout)
-                self.d_reason.append("timeout")
-                head = j
-                continue
-            if start > until:
-                break
-            # arr[head] <= start: the batch holds the head and whoever arrived by start
-            k = head + 1
-            if max_batch > 1 and k < n and arr[k] <= start:
-                hi = head + max_batch
-                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
-            nb = k - head
-            if ni >= n_noise:
-                self._noise_i = ni
-                self._refill_noise()
-                noise, ni = self._noise, 0
-                n_noise = len(noise)
-            end = start + table[nb] * noise[ni] + overhead
-            ni += 1
-            b_first(head)
-            b_n(nb)
-            b_start(start)
-            b_end(end)
-            b_pod(pod_id)
-            srv.free_at = end
-            srv.last_n = nb
-            head = k
-            replace(heap, (end, pod_id, srv))
-        self.head = head
-        self._noise_i = ni
-
     def _advance_many(self, until: float) -> None:
         """``advance`` in general: several pods, batch-fill waits, kernel mode. The pod
         free the longest (ties: the lowest id) comes from a heap of (free at, pod id)."""
@@ -843,8 +768,10 @@ class FunctionQueue:
         self._noise_i = ni
 
     def _advance_batch(self, until: float) -> None:
-        """``_advance_many`` in batch mode with stale endpoints or slot waits: the same
-        rule and arithmetic, with the loop's state in local variables, the stale-endpoint
+        """``_advance_many`` in batch mode (not event-driven, open loop): the same rule
+        (the pod free the longest takes the head; ties: the lowest id) and arithmetic,
+        with the loop's state in local variables, a batch of one found without a search,
+        timed-out runs found by a galloping search from the head, the stale-endpoint
         routing and the slot wait (``_slot_wait``) inlined and the mean rank waits of
         ``slot_wait_s`` cached by (busy pods, slots)."""
         servers = self.servers
@@ -888,8 +815,11 @@ class FunctionQueue:
                 continue
             if start > until:
                 break
-            hi = head + max_batch
-            k = bisect_right(arr, start, head, hi if hi < n else n)
+            # arr[head] <= start: the batch holds the head and whoever arrived by start
+            k = head + 1
+            if max_batch > 1 and k < n and arr[k] <= start:
+                hi = head + max_batch
+                k = bisect_right(arr, start, k + 1, hi if hi < n else n)
             nb = k - head
             if stale:
                 while stale and stale[0] <= start:
@@ -912,9 +842,7 @@ class FunctionQueue:
                 ends = busy[slot[0]]
                 nbusy = 1 + len(ends) - bisect_right(ends, start)
                 slots = slot[1]
-                if nbusy <= slots:
-                    gpu_s += 0.0
-                else:
+                if nbusy > slots:
                     w = waits.get((nbusy, slots))
                     if w is None:
                         w = waits[(nbusy, slots)] = sum(r // slots for r in range(nbusy))
