@@ -148,19 +148,3 @@ def import_lightgbm() -> Any:
     except ImportError as e:  # pragma: no cover - a declared dependency
         raise MissingDataError("lightgbm", "pip install lightgbm") from e
     return lightgbm
-
-
-def moved_names(module: str, target: str, names: Iterable[str]) -> Any:
-    """A module ``__getattr__`` for names that moved from ``module`` to ``target``: each
-    stays importable from ``module``, and ``target`` is imported only when one of them is
-    asked for (so a run that never asks loads none of the offline code)."""
-    moved = frozenset(names)
-
-    def __getattr__(name: str) -> Any:
-        if name in moved:
-            import importlib
-
-            return getattr(importlib.import_module(target), name)
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import LgbmParams, import_lightgbm, moved_names
+from hasim.perf.common import LgbmParams, import_lightgbm
 
 ARTIFACT = Path(__file__).resolve().parent / "data" / "operators_v100.json.gz"
 """The committed artifact (see :func:`hasim.perf.offline.operators.train_operator_model`)."""
@@ -634,25 +634,3 @@ def default_kernel_model() -> KernelModel:
         except (MissingDataError, InputError):
             _DEFAULT = KernelModel(None, name="fallback-only", fallback_kernels=100)
     return _DEFAULT
-
-
-# --------------------------------------------------------------------------- moved names
-
-_MOVED_OFFLINE = (
-    "SOURCES",
-    "OperatorData",
-    "OperatorEvaluation",
-    "TrainingFrames",
-    "evaluate_operator_model",
-    "fit_boosters",
-    "grouped_folds",
-    "load_operator_data",
-    "reference_profiles",
-    "train_operator_model",
-    "training_frames",
-)
-"""Names that moved to :mod:`hasim.perf.offline.operators` (issue 15 part 4), still importable
-from here; the offline module is imported only when one of them is asked for."""
-
-
-__getattr__ = moved_names(__name__, "hasim.perf.offline.operators", _MOVED_OFFLINE)

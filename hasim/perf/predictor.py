@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError, MissingDataError
-from hasim.perf.common import LgbmParams, import_lightgbm, moved_names
+from hasim.perf.common import LgbmParams, import_lightgbm
 
 FORMAT = "hasim-perf-predictor/1"
 MODEL_FORMAT = "hasim-perf-predictor-lgbm/2"
@@ -840,26 +840,3 @@ def artifact_hash(meta_path: str | Path) -> str:
         if f.is_file():
             h.update(f.read_bytes())
     return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- moved names
-
-_MOVED_OFFLINE = (
-    "BERT_SOURCE",
-    "RAPP_SOURCE",
-    "TABLE_COLUMNS",
-    "StaticSource",
-    "bert_table_frame",
-    "default_static_features",
-    "derived_profile",
-    "extract_profiles",
-    "normalize_table",
-    "profile_mask",
-    "raw_frame",
-    "rapp_table_frame",
-)
-"""Names that moved to :mod:`hasim.perf.offline.tables` (issue 15 part 4), still importable
-from here; the offline module is imported only when one of them is asked for."""
-
-
-__getattr__ = moved_names(__name__, "hasim.perf.offline.tables", _MOVED_OFFLINE)

@@ -97,7 +97,7 @@ def chain_edges(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def op_graphs(data: Any = None) -> dict[str, OpGraph]:
     """Operator chain graphs of every model with batch-1 operator times at the six SM %
-    levels (``data``: :class:`hasim.perf.operators.OperatorData`, default: loaded from the
+    levels (``data``: :class:`hasim.perf.offline.operators.OperatorData`, default: loaded from the
     data dir)."""
     from hasim.perf.offline.operators import load_operator_data
     from hasim.perf.operators import OP_TYPES, op_order
@@ -333,7 +333,7 @@ class GNNPredictor:
         static: pd.DataFrame | None | str = "default",
         log: Any = None,
     ) -> GNNPredictor:
-        """Train on a measurement table (see :func:`hasim.perf.predictor.normalize_table`);
+        """Train on a measurement table (see :func:`hasim.perf.offline.tables.normalize_table`);
         ``profiles`` must include every model to be predicted later, ``graphs`` (default
         :func:`op_graphs`) the operator graphs of any of them."""
         torch = import_torch()
