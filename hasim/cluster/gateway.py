@@ -59,15 +59,34 @@ IDLE_CHUNK_MIN = 64
 IDLE_CHUNK_MAX = 16384
 
 
-def expand_runs(first: list[int], counts: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices covered by runs (first, count) and, for each, the index of its run."""
+@dataclass(frozen=True)
+class Runs:
+    """Runs (first index, count) of consecutive requests, expanded: ``idx`` the indices
+    they cover (in run order) and ``counts`` the run lengths (int64)."""
+
+    idx: np.ndarray
+    counts: np.ndarray
+    unit: bool  # every run holds one request (idx is the runs' first indices)
+
+    def spread(self, per_run: list | np.ndarray, dtype: type | None = None) -> np.ndarray:
+        """A per-run value for each index of ``idx`` (the same element order)."""
+        x = np.asarray(per_run, dtype=dtype)
+        return x if self.unit else np.repeat(x, self.counts)
+
+
+def expand_runs(first: list[int], counts: list[int]) -> Runs:
+    """The indices covered by runs (first, count) and how to line per-run values up
+    with them (``Runs.spread``)."""
     f = np.asarray(first, dtype=np.int64)
     c = np.asarray(counts, dtype=np.int64)
-    if c.sum() == c.size:  # runs of one (batches of one request)
-        return f, np.arange(c.size)
-    run = np.repeat(np.arange(c.size), c)
-    offset = np.arange(run.size) - np.repeat(np.cumsum(c) - c, c)
-    return f[run] + offset, run
+    total = int(c.sum())
+    if total == c.size:  # runs of one (batches of one request)
+        return Runs(f, c, True)
+    # index = first of its run + its position in the run: one repeat of the runs'
+    # (first - requests before the run), plus the running position
+    idx = np.repeat(f - (np.cumsum(c) - c), c)
+    idx += np.arange(total, dtype=np.int64)
+    return Runs(idx, c, False)
 
 
 def pairwise_sum(xs: list[float]) -> float:
@@ -210,9 +229,9 @@ class FunctionQueue:
         # leave times (leave_times): materialised batches / drops, the first request
         # that had not left by the last query, the longest sojourn seen (s)
         self._leave: np.ndarray | None = None
-        self._batch_of: np.ndarray | None = None
+        self._rows: Runs | None = None  # batch_rows(), for the first _rows_nb batches
+        self._rows_nb = 0
         self._mat_b = self._mat_d = 0
-        self._mat_bo = 0  # batches whose requests batch_of() has filled
         self._gone = 0
         self._max_sojourn = -math.inf
         # the idle fast path of a lone pod (_idle_run): next chunk size, batches to skip
@@ -330,18 +349,20 @@ class FunctionQueue:
             if self.b_first[nb - 1] + self.b_n[nb - 1] - self.b_first[m] <= FEW:
                 self._materialize_few(nb)
             else:
-                idx, run = expand_runs(self.b_first[m:], self.b_n[m:])
-                t = np.asarray(self.b_end[m:])[run] + self.request_delay(idx)
+                rows = self.batch_rows() if m == 0 else expand_runs(self.b_first[m:], self.b_n[m:])
+                idx = rows.idx
+                t = rows.spread(self.b_end[m:]) + self.request_delay(idx)
                 leave[idx] = t
                 self._note_sojourn(t - self.arrivals[idx])
                 self._mat_b = nb
         if self._mat_d < len(self.d_first):
             m = self._mat_d
-            idx, run = expand_runs(self.d_first[m:], self.d_n[m:])
+            rows = expand_runs(self.d_first[m:], self.d_n[m:])
+            idx = rows.idx
             t = self.arrivals[idx] + (self.timeout or 0.0)
             if FAILED_REASON in self.d_reason[m:]:  # sent to a removed pod: left when it failed
-                failed = np.asarray(self.d_reason[m:]) == FAILED_REASON
-                t = np.where(failed[run], np.asarray(self.d_time[m:])[run], t)
+                failed = rows.spread(np.asarray(self.d_reason[m:]) == FAILED_REASON)
+                t = np.where(failed, rows.spread(self.d_time[m:]), t)
             leave[idx] = t
             self._note_sojourn(t - self.arrivals[idx])
             self._mat_d = len(self.d_first)
@@ -379,18 +400,14 @@ class FunctionQueue:
         self._max_sojourn = top
         self._mat_b = nb
 
-    def batch_of(self) -> np.ndarray:
-        """Per request, the index of its batch in the batch log (-1: none yet, or
-        dropped); materialised with ``leave_times``."""
-        self.leave_times()
-        if self._batch_of is None:
-            self._batch_of = np.full(len(self._arr), -1, dtype=np.int64)
-        m, nb = self._mat_bo, len(self.b_first)
-        if m < nb:
-            idx, run = expand_runs(self.b_first[m:], self.b_n[m:])
-            self._batch_of[idx] = run + m
-            self._mat_bo = nb
-        return self._batch_of
+    def batch_rows(self) -> Runs:
+        """The requests of every batch logged so far (``Runs`` over the batch log; kept
+        while no batch is added)."""
+        nb = len(self.b_first)
+        if self._rows is None or self._rows_nb != nb:
+            self._rows = expand_runs(self.b_first, self.b_n)
+            self._rows_nb = nb
+        return self._rows
 
     def _note_sojourn(self, sojourn: np.ndarray) -> None:
         if sojourn.size:

@@ -58,26 +58,25 @@ def request_arrays(
     reason.fill(0)
     start, pod, batch = out["start"], out["pod"], out["batch"]
     if q.b_first:
-        b = q.batch_of()
-        has = b >= 0
-        run = b[has]
+        rows = q.batch_rows()
+        idx = rows.idx
         start.fill(np.nan)
-        start[has] = np.asarray(q.b_start)[run]
+        start[idx] = rows.spread(q.b_start)
         pod.fill(-1)
-        pod[has] = np.asarray(q.b_pod, dtype=np.int32)[run]
+        pod[idx] = rows.spread(q.b_pod, np.int32)
         batch.fill(0)
-        batch[has] = np.asarray(q.b_n, dtype=np.int16)[run]
-        status[has] = np.where(finish[has] <= end, 0, 2)
+        batch[idx] = rows.counts.astype(np.int16) if rows.unit else rows.spread(q.b_n, np.int16)
+        status[idx] = np.where(finish[idx] <= end, 0, 2)
     else:
         start.fill(np.nan)
         pod.fill(-1)
         batch.fill(0)
     if q.d_first:
-        idx, run = expand_runs(q.d_first, q.d_n)
-        code = np.array([REASONS.index(r) for r in q.d_reason], dtype=np.int8)[run]
-        reason[idx] = code
+        rows = expand_runs(q.d_first, q.d_n)
+        code = rows.spread(np.array([REASONS.index(r) for r in q.d_reason], dtype=np.int8))
+        reason[rows.idx] = code
         failed = code == REASONS.index("pod_removed")
-        status[idx] = np.where(failed, STATUSES.index("failed"), STATUSES.index("dropped"))
+        status[rows.idx] = np.where(failed, STATUSES.index("failed"), STATUSES.index("dropped"))
     if q.closed_loop:  # requests the client never sent keep arrival +inf
         unsent = ~np.isfinite(out["arrival"])
         status[unsent] = STATUSES.index("dropped")
