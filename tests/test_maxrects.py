@@ -174,3 +174,36 @@ def test_prune_is_the_pairwise_definition(free):
     """The early-exit ``prune`` keeps exactly the rectangles, in the order, that the
     all-pairs containment check keeps."""
     assert prune(free) == _prune_reference(free)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 400), st.integers(1, 60)), min_size=1, max_size=14),
+    removals=st.lists(st.integers(0, 13), max_size=10),
+    seed=st.integers(0, 10_000),
+)
+def test_rect_bins_rebuild_matches_a_rebuild_from_scratch(sizes, removals, seed):
+    """``RectBins.rebuild`` (free space from the memo of box sets, or from the longest
+    known first part of the boxes plus splits) gives the free rectangles of
+    ``MaxRectsBin.from_boxes``, element for element, through placements and removals."""
+    from hasim.cluster.placement import RectBins
+
+    rng = random.Random(seed)
+    bins = RectBins()
+    live: list[tuple[int, int, int, int]] = []
+    ops = [("add", s) for s in sizes] + [("remove", r) for r in removals]
+    rng.shuffle(ops)
+    for op, arg in ops:
+        if op == "add":
+            b = MaxRectsBin.from_boxes(AREA_W, AREA_H, live)
+            box = b.insert(*arg)
+            if box is None:
+                continue
+            live.append(box)
+            bins.remember(frozenset(live), b)
+        elif live:
+            live.pop(arg % len(live))
+        got = bins.rebuild(tuple(live))
+        want = MaxRectsBin.from_boxes(AREA_W, AREA_H, live)
+        assert got.free == want.free
+        assert got.used == want.used

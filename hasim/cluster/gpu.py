@@ -108,6 +108,15 @@ class Gpu:
     def __post_init__(self) -> None:
         if not self.rows:
             self.rows = [Row() for _ in range(self.n_rows)]
+        self._boxes: tuple[Rect, ...] | None = None  # rect_boxes (None: changed since)
+
+    @property
+    def rect_boxes(self) -> tuple[Rect, ...]:
+        """The boxes of the rectangle-placed pods, in placement order (kept until they
+        change)."""
+        if self._boxes is None:
+            self._boxes = tuple(b for _, b in self.rects.values())
+        return self._boxes
 
     @property
     def pods(self) -> list[Pod]:
@@ -167,6 +176,7 @@ class Gpu:
         if not self.fits_rect(rect, pod.mem_mb):
             raise RuntimeError(f"pod {pod.id} does not fit GPU {self.id} at {rect}")
         self.rects[pod.id] = (pod, rect)
+        self._boxes = None
         self.n_pods += 1
         self.mem_used_mb += pod.mem_mb
         pod.gpu_id, pod.row = self.id, -1
@@ -191,6 +201,7 @@ class Gpu:
             return
         if pod.id in self.rects:
             del self.rects[pod.id]
+            self._boxes = None
         else:
             self.rows[pod.row].take(pod)
         self.mem_used_mb = release_mb(self.mem_used_mb, pod.mem_mb)
@@ -208,6 +219,7 @@ class Gpu:
         if pod.id in self.rects:
             x, y, _, h = self.rects[pod.id][1]
             self.rects[pod.id] = (pod, (x, y, rect_width(quota), h))
+            self._boxes = None
 
     def check(self) -> None:
         """Assert the invariants: row SM sizes sum <= 100, row quotas <= 1, boxes inside the

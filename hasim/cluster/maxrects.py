@@ -163,6 +163,18 @@ class MaxRectsBin:
         """A bin rebuilt from the boxes of the pods it holds."""
         return cls(width, height, [tuple(int(v) for v in b) for b in boxes])  # type: ignore[misc]
 
+    @classmethod
+    def with_free(
+        cls, width: int, height: int, boxes: Iterable[Box], free: Iterable[Box]
+    ) -> MaxRectsBin:
+        """A bin holding ``boxes`` whose maximal free rectangles are known to be ``free``
+        (as ``free_rects`` gives them: e.g. remembered from an earlier bin with the same
+        boxes in any order)."""
+        out = cls(width, height)
+        out.used = list(boxes)
+        out.free = list(free)
+        return out
+
     @property
     def area(self) -> int:
         return self.width * self.height

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hasim.cluster.gpu import AREA_H, AREA_W, EPS, Gpu
-from hasim.cluster.maxrects import Box, MaxRectsBin, choose_bin
+from hasim.cluster.maxrects import Box, MaxRectsBin, choose_bin, split
 
 if TYPE_CHECKING:
     from hasim.autoscale.base import ClusterView, GpuInfo
+
+PREFIX_SEARCH = 8  # RectBins.rebuild: boxes at most left off the end of a known layout
 
 
 def first_fit_rows(
@@ -215,26 +217,63 @@ class RectBins:
     """FaST-GShare's bins kept from one decision to the next (SYSTEMS.md 3 rebuilds the
     packing from the running pods at each decision): a GPU's bin is rebuilt from its
     boxes only when they differ from the boxes it was last built or placed with, so a
-    decision costs what changed, with the same bins as a rebuild of every GPU. The GPUs
-    are read from the view's arrays (``gpu_pod_counts``, ``gpu_rects``,
-    ``gpu_mem_free_mb``), not from ``gpus()``."""
+    decision costs what changed, with the same bins as a rebuild of every GPU. A
+    rebuild looks the GPU's set of boxes up first: the maximal free rectangles depend on
+    the set only (``maxrects.free_rects``), and a function's pods of one size come and go
+    through the same few layouts. The GPUs are read from the view's arrays
+    (``gpu_pod_counts``, ``gpu_rects``, ``gpu_mem_free_mb``), not from ``gpus()``."""
+
+    MEMO_MAX = 50_000  # sets of boxes remembered (the memo starts over beyond)
 
     def __init__(self) -> None:
         # GPU id -> (its boxes in placement order, the bin holding exactly those)
         self.cache: dict[int, tuple[tuple[Box, ...], MaxRectsBin]] = {}
+        # a set of boxes -> the maximal free rectangles of a bin holding them
+        self.free_memo: dict[frozenset[Box], tuple[Box, ...]] = {}
 
     def packer(self, view: ClusterView) -> RectPacker:
         """A ``RectPacker`` over the view's GPUs now (read on its first placement)."""
-        return _CachedRectPacker(view, self.cache)
+        return _CachedRectPacker(view, self)
+
+    def rebuild(self, boxes: tuple[Box, ...]) -> MaxRectsBin:
+        """A bin holding ``boxes`` (``MaxRectsBin.from_boxes``, its free space from the
+        memo when this set was seen before)."""
+        memo = self.free_memo
+        key = frozenset(boxes)
+        free = memo.get(key)
+        if free is None:
+            # start from the longest known first part of the boxes (in placement order:
+            # a pod removed late in the order leaves a layout seen when it was placed)
+            j = len(boxes) - 1
+            known = None
+            while j > 0 and known is None and len(boxes) - j <= PREFIX_SEARCH:
+                known = memo.get(frozenset(boxes[:j]))
+                if known is None:
+                    j -= 1
+            rects = list(known) if known is not None else [(0, 0, AREA_W, AREA_H)]
+            for box in boxes[j if known is not None else 0 :]:
+                rects = split(rects, box)
+            free = tuple(rects)
+            if len(memo) >= self.MEMO_MAX:
+                memo.clear()
+            memo[key] = free
+        return MaxRectsBin.with_free(AREA_W, AREA_H, boxes, free)
+
+    def remember(self, key: frozenset[Box], b: MaxRectsBin) -> None:
+        """Note the free space of ``b``, which holds the boxes ``key``."""
+        if len(self.free_memo) >= self.MEMO_MAX:
+            self.free_memo.clear()
+        self.free_memo[key] = tuple(b.free)
 
 
 class _CachedRectPacker(RectPacker):
     """A ``RectPacker`` whose bins come from (and go back to) a ``RectBins`` cache."""
 
-    def __init__(self, view: ClusterView, cache: dict[int, tuple[tuple[Box, ...], MaxRectsBin]]):
+    def __init__(self, view: ClusterView, bins: RectBins):
         super().__init__([])
         self._view = view
-        self._cache = cache
+        self._store = bins
+        self._cache = bins.cache
 
     def _build(self) -> None:
         view, cache = self._view, self._cache
@@ -246,8 +285,8 @@ class _CachedRectPacker(RectPacker):
             if not boxes:
                 continue  # row-placed pods: not ours to share
             hit = cache.get(gid)
-            if hit is None or hit[0] != boxes:
-                hit = cache[gid] = (boxes, MaxRectsBin.from_boxes(AREA_W, AREA_H, boxes))
+            if hit is None or (hit[0] is not boxes and hit[0] != boxes):
+                hit = cache[gid] = (boxes, self._store.rebuild(boxes))
             self.bins[gid] = hit[1]
         self.unused = np.flatnonzero(counts == 0).tolist()
         self.mem_free = _FreeMemory(view)  # an unused GPU's is read when it is looked at
@@ -261,9 +300,11 @@ class _CachedRectPacker(RectPacker):
         spot = super().place(w, h, mem_mb, prefer)
         if spot is not None:
             gid, box = spot
+            b = self.bins[gid]
             hit = self._cache.get(gid)
-            boxes = hit[0] if hit is not None and hit[1] is self.bins[gid] else ()
-            self._cache[gid] = ((*boxes, box), self.bins[gid])
+            boxes = (*(hit[0] if hit is not None and hit[1] is b else ()), box)
+            self._cache[gid] = (boxes, b)
+            self._store.remember(frozenset(boxes), b)
         return spot
 
 

@@ -254,7 +254,7 @@ class SimulationView:
 
     def gpu_rects(self, ids: np.ndarray) -> list[tuple[tuple[int, int, int, int], ...]]:
         gpus = self._sim.gpus
-        return [tuple(b for _, b in gpus[i].rects.values()) for i in np.asarray(ids).tolist()]
+        return [gpus[i].rect_boxes for i in np.asarray(ids).tolist()]
 
     def gpu_mem_free_mb(self, ids: np.ndarray) -> np.ndarray:
         gpus = self._sim.gpus
