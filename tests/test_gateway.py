@@ -11,7 +11,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hasim.cluster.gateway import FunctionQueue, in_system_many, pairwise_sum, timed_out
+from hasim.cluster.gateway import (
+    FunctionQueue,
+    expand_runs,
+    in_system_many,
+    pairwise_sum,
+    timed_out,
+)
 
 
 def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) -> FunctionQueue:
@@ -335,3 +341,25 @@ def test_batch_loop_with_slot_waits_and_stale_endpoints_matches_the_general_loop
         (s.pod_id, s.free_at, s.last_n) for s in slow.servers + slow.draining
     ]
     np.testing.assert_array_equal(fast.leave_times(), slow.leave_times())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.integers(0, 5), st.integers(1, 6)), max_size=30),
+    values=st.lists(st.floats(-1e6, 1e6), min_size=30, max_size=30),
+)
+def test_expand_runs_is_the_runs_written_out(runs, values):
+    """``expand_runs``: the indices of runs (first, count) one after the other (gaps
+    between runs allowed), and ``Runs.spread`` gives each index its run's value."""
+    first, counts, at = [], [], 0
+    for gap, c in runs:
+        at += gap
+        first.append(at)
+        counts.append(c)
+        at += c
+    rows = expand_runs(first, counts)
+    want_idx = [f + k for f, c in zip(first, counts, strict=True) for k in range(c)]
+    want_val = [v for v, c in zip(values, counts, strict=False) for _ in range(c)]
+    assert rows.idx.tolist() == want_idx
+    assert rows.spread(values[: len(first)]).tolist() == want_val
+    assert rows.unit == all(c == 1 for c in counts)
