@@ -253,11 +253,12 @@ class ParvaGPUAutoscaler:
         # keep wanted running segments, drop the rest
         drop: dict[int, list[tuple[str, int]]] = {}
         new: list[tuple[str, Segment]] = []
+        running: dict[str, list[tuple[int, Segment]]] = {}  # per function, by instance uid
+        for uid, (f2, seg) in sorted(self.segments.items()):
+            running.setdefault(f2, []).append((uid, seg))
         for fn, segs in want.items():
             todo = list(segs)
-            for uid, (f2, seg) in sorted(self.segments.items()):
-                if f2 != fn:
-                    continue
+            for uid, seg in running.get(fn, ()):
                 if seg in todo:
                     todo.remove(seg)
                 else:
