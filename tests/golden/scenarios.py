@@ -56,6 +56,7 @@ AZURE_PRESET = {
     "kserve": ["experiment=paper/kserve"],
     "timeshare": ["experiment=paper/timeshare"],
     "fastgshare_deployed": ["experiment=paper/fastgshare"],
+    "parvagpu": ["experiment=paper/parvagpu"],  # A100 80 GB, MIG (no burst scenario: V100)
 }
 RPS_SYSTEMS = ("has", "fastgshare", "kserve", "timeshare")
 RPS_MODELS = ("resnet", "bert")
