@@ -164,6 +164,13 @@ def room(spec: GpuSpec, layout: Layout) -> int:
 def best_start(spec: GpuSpec, layout: Layout, profile: str) -> int | None:
     """The start for a new ``profile`` instance that leaves the most room afterwards
     (least fragmentation; ties: lowest start), or None when it does not fit."""
+    return _best_start(spec, tuple(layout), profile)
+
+
+@functools.lru_cache(maxsize=65536)
+def _best_start(spec: GpuSpec, layout: Layout, profile: str) -> int | None:
+    """``best_start`` (a pure function of its arguments: remembered; policies ask it of
+    the same few layouts at every decision)."""
     starts = free_starts(spec, layout, profile)
     if not starts:
         return None
