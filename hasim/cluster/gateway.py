@@ -1038,6 +1038,96 @@ class FunctionQueue:
             self.head = j
 
 
+FUSED_BATCHES = 32  # _advance_logged: batches it starts before handing over to advance
+
+
+def _advance_logged(q: FunctionQueue, now: float) -> bool:
+    """``q.advance(now)`` for a lone pod (``_advance_one``'s case) with the leave times
+    filled as each batch is logged (what ``leave_times`` would do next, in one pass):
+    the same batches, drops, noise order and leave times. Up to FUSED_BATCHES batches;
+    a queue with more to start is handed over to ``advance`` (the idle fast path) in a
+    consistent state. False when it does not apply (``advance`` then does it all)."""
+    servers = q.servers
+    if (
+        len(servers) != 1
+        or q.stale
+        or q._slots_full
+        or q._leave is None
+        or q._mat_b != len(q.b_first)
+        or q._mat_d != len(q.d_first)
+    ):
+        return False
+    srv = servers[0]
+    table = srv.table
+    max_batch = len(table) - 1
+    if q.max_wait > 0.0 and max_batch > 1:
+        return False
+    if now > q.synced_to:
+        q.synced_to = now
+    arr, leave = q._arr, q._leave
+    n = len(arr)
+    head, free, nb = q.head, srv.free_at, srv.last_n
+    overhead, timeout, delay = q.overhead, q.timeout, q.delay
+    top = q._max_sojourn
+    inf = math.inf
+    noise, ni = q._noise, q._noise_i
+    n_noise = len(noise)
+    b_first, b_n, b_start = q.b_first.append, q.b_n.append, q.b_start.append
+    b_end, b_pod, pod_id = q.b_end.append, q.b_pod.append, srv.pod_id
+    started = 0
+    while head < n and free <= now:
+        a0 = arr[head]
+        if free <= a0:  # idle at the head's arrival: start then
+            if a0 > now:
+                break
+            start = a0
+        else:
+            start = free
+            if timeout is not None and a0 < start - timeout:
+                j = timed_out(arr, start - timeout, head)
+                q._drop(head, j - head, arr, timeout)
+                head = j
+                continue
+        if started == FUSED_BATCHES:
+            break
+        k = head + 1
+        if max_batch > 1 and k < n and arr[k] <= start:
+            hi = head + max_batch
+            k = bisect_right(arr, start, k + 1, hi if hi < n else n)
+        nb = k - head
+        if ni >= n_noise:
+            q._noise_i = ni
+            q._refill_noise()
+            noise, ni = q._noise, 0
+            n_noise = len(noise)
+        free = start + table[nb] * noise[ni] + overhead
+        ni += 1
+        b_first(head)
+        b_n(nb)
+        b_start(start)
+        b_end(free)
+        b_pod(pod_id)
+        t = free + delay
+        if nb == 1:
+            leave[head] = t
+        else:
+            leave[head:k] = t
+        x = t - arr[head]
+        if top < x < inf:
+            top = x
+        head = k
+        started += 1
+    srv.free_at = free
+    srv.last_n = nb
+    q.head = head
+    q._noise_i = ni
+    q._max_sojourn = top
+    q._mat_b = len(q.b_first)
+    if started == FUSED_BATCHES:
+        q.advance(now)  # the rest (the idle fast path takes long stretches in bulk)
+    return True
+
+
 def in_system_many(
     queues: list[FunctionQueue], starts: list[float], now: float
 ) -> tuple[list[float], list[bool]]:
@@ -1068,7 +1158,8 @@ def in_system_many(
         # advance(now)
         if q.servers:
             if q.head < n and arr[q.head] <= now:
-                q.advance(now)
+                if not _advance_logged(q, now):
+                    q.advance(now)
             elif now > q.synced_to:
                 q.synced_to = now
         else:
