@@ -787,14 +787,13 @@ class FunctionQueue:
     def _advance_batch(self, until: float) -> None:
         """``_advance_many`` in batch mode (not event-driven, open loop): the same rule
         (the pod free the longest takes the head; ties: the lowest id) and arithmetic,
-        with the loop's state in local variables, a batch of one found without a search,
-        timed-out runs found by a galloping search from the head, the stale-endpoint
-        routing and the slot wait (``_slot_wait``) inlined and the mean rank waits of
-        ``slot_wait_s`` cached by (busy pods, slots)."""
+        with the loop's state in local variables and each pod's latencies, max batch and
+        slot in its heap entry, a batch of one found without a search, timed-out runs
+        found by a galloping search from the head, the stale-endpoint routing and the
+        slot wait (``_slot_wait``) inlined and the mean rank waits of ``slot_wait_s``
+        cached by (busy pods, slots); the pods' free times and last batch sizes are
+        written back from the heap at the end."""
         servers = self.servers
-        if all(len(s.table) == 2 for s in servers):
-            self._advance_units(until)
-            return
         arr = self._arr
         n = len(arr)
         head = self.head
@@ -804,7 +803,10 @@ class FunctionQueue:
         b_end, b_pod = self.b_end.append, self.b_pod.append
         noise, ni = self._noise, self._noise_i
         n_noise = len(noise)
-        heap = [(s.free_at, s.pod_id, s) for s in servers]
+        # (free at, pod id, table, max batch, slot, server, size of its last batch)
+        heap = [
+            (s.free_at, s.pod_id, s.table, len(s.table) - 1, s.slot, s, s.last_n) for s in servers
+        ]
         heapq.heapify(heap)
         replace = heapq.heapreplace
         busy = self._busy_ends() if self._slots_full else None
@@ -814,13 +816,11 @@ class FunctionQueue:
         fail_s = self.fail_s
         rr = self._rr
         while head < n:
-            t_free, pod_id, srv = heap[0]
+            t_free, pod_id, table, max_batch, slot, srv, _ = heap[0]
             if t_free > until:
                 break
             a0 = arr[head]
             start = t_free if t_free > a0 else a0
-            table = srv.table
-            max_batch = len(table) - 1
             if max_wait > 0.0 and max_batch > 1:
                 k = head + max_batch - 1
                 fill = a0 + max_wait
@@ -857,7 +857,6 @@ class FunctionQueue:
                 n_noise = len(noise)
             gpu_s = table[nb] * noise[ni]
             ni += 1
-            slot = srv.slot
             if busy is not None and slot is not None:
                 ends = busy[slot[0]]
                 nbusy = 1 + len(ends) - bisect_right(ends, start)
@@ -877,92 +876,11 @@ class FunctionQueue:
             b_start(start)
             b_end(end)
             b_pod(pod_id)
-            srv.free_at = end
-            srv.last_n = nb
             head = k
-            replace(heap, (end, pod_id, srv))
-        self.head = head
-        self._noise_i = ni
-        self._rr = rr
-
-    def _advance_units(self, until: float) -> None:
-        """``_advance_batch`` where every pod's max batch is 1: each batch is the queue
-        head alone (no batch search, no batch-fill wait), with each pod's latency and
-        slot in its heap entry; the batch sizes (all 1) are logged once at the end and
-        the pods' free times written back from the heap. The same rule, arithmetic and
-        noise order (tests/test_gateway.py compares it with the general loop)."""
-        servers = self.servers
-        arr = self._arr
-        n = len(arr)
-        head = self.head
-        overhead, timeout = self.overhead, self.timeout
-        b_first, b_start = self.b_first.append, self.b_start.append
-        b_end, b_pod = self.b_end.append, self.b_pod.append
-        logged = len(self.b_first)
-        noise, ni = self._noise, self._noise_i
-        n_noise = len(noise)
-        heap = [(s.free_at, s.pod_id, s.table[1], s.slot, s) for s in servers]
-        heapq.heapify(heap)
-        replace = heapq.heapreplace
-        busy = self._busy_ends() if self._slots_full else None
-        waits = _RANK_WAITS
-        stale = self.stale
-        ready = len(servers)
-        fail_s = self.fail_s
-        rr = self._rr
-        while head < n:
-            t_free, pod_id, lat, slot, srv = heap[0]
-            if t_free > until:
-                break
-            a0 = arr[head]
-            start = t_free if t_free > a0 else a0
-            if timeout is not None and a0 < start - timeout:
-                j = timed_out(arr, start - timeout, head)
-                self._drop(head, j - head, arr, timeout)
-                head = j
-                continue
-            if start > until:
-                break
-            if stale:
-                while stale and stale[0] <= start:
-                    stale.pop(0)
-                if stale:
-                    rr += 1
-                    if rr % (ready + len(stale)) < len(stale):
-                        self._fail(head, 1, start + fail_s)
-                        head += 1
-                        continue
-            if ni >= n_noise:
-                self._noise_i = ni
-                self._refill_noise()
-                noise, ni = self._noise, 0
-                n_noise = len(noise)
-            gpu_s = lat * noise[ni]
-            ni += 1
-            if busy is not None and slot is not None:
-                ends = busy[slot[0]]
-                nbusy = 1 + len(ends) - bisect_right(ends, start)
-                slots = slot[1]
-                if nbusy > slots:
-                    w = waits.get((nbusy, slots))
-                    if w is None:
-                        w = waits[(nbusy, slots)] = sum(r // slots for r in range(nbusy))
-                    gpu_s += slot[2] * w / nbusy
-                end = start + gpu_s + overhead
-                ends.remove(t_free)
-                insort(ends, end)
-            else:
-                end = start + gpu_s + overhead
-            b_first(head)
-            b_start(start)
-            b_end(end)
-            b_pod(pod_id)
-            srv.last_n = 1
-            head += 1
-            replace(heap, (end, pod_id, lat, slot, srv))
-        self.b_n.extend([1] * (len(self.b_first) - logged))
-        for t, _, _, _, srv in heap:
+            replace(heap, (end, pod_id, table, max_batch, slot, srv, nb))
+        for t, _, _, _, _, srv, last in heap:
             srv.free_at = t
+            srv.last_n = last
         self.head = head
         self._noise_i = ni
         self._rr = rr
