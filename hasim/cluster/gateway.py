@@ -554,8 +554,10 @@ class FunctionQueue:
             pos = 0
         return self._noise_buf[pos : pos + n]
 
-    def advance(self, until: float) -> None:
-        """Start every batch whose start time is <= ``until`` (s)."""
+    def advance(self, until: float, fill_leave: bool = False) -> None:
+        """Start every batch whose start time is <= ``until`` (s). ``fill_leave``: the
+        caller reads the leave times next (``in_system_many``): where they are up to date,
+        the lone-pod loop fills them as it logs each batch (``_advance_one``)."""
         if until > self.synced_to:
             self.synced_to = until
         servers = self.servers
@@ -574,17 +576,29 @@ class FunctionQueue:
             and not self.event_driven
             and (self.max_wait <= 0.0 or len(servers[0].table) <= 2)
         ):
-            self._advance_one(until)
+            self._advance_one(until, fill_leave)
         elif self.fast_paths and not self.event_driven and not self.closed_loop:
             self._advance_batch(until)
         else:
             self._advance_many(until)
 
-    def _advance_one(self, until: float) -> None:
+    def _advance_one(self, until: float, fill_leave: bool = False) -> None:
         """``advance`` for a function with one pod and no batch-fill wait: the same rule,
         with the pod's state in local variables, a batch of one found without a search,
         and stretches where the pod is idle at each arrival done in bulk
-        (``_idle_run``)."""
+        (``_idle_run``). ``fill_leave`` with every earlier batch and drop materialised:
+        each batch's leave times (and the longest sojourn) are filled as it is logged,
+        the sums ``_materialize_few`` would make next, until a bulk stretch (left to
+        ``leave_times``)."""
+        leave = None
+        if (
+            fill_leave
+            and self._delays is None
+            and self._mat_b == len(self.b_first)
+            and self._mat_d == len(self.d_first)
+        ):
+            leave = self._leave
+        delay, top, inf = self.delay, self._max_sojourn, math.inf
         srv = self.servers[0]
         arr = self._arr
         n = len(arr)
@@ -611,10 +625,13 @@ class FunctionQueue:
                 else:
                     self._flush_pod(srv.pod_id)
                     self._noise_i = ni
+                    filled = len(self.b_first)
                     got, end = self._idle_run(srv, head, until, free)
                     noise, ni = self._noise, self._noise_i
                     n_noise = len(noise)
                     if got:
+                        if leave is not None:  # (the stretch is materialised later)
+                            self._max_sojourn, self._mat_b, leave = top, filled, None
                         head += got
                         free, nb = end, 1
                         continue
@@ -643,12 +660,24 @@ class FunctionQueue:
             b_n(nb)
             b_start(start)
             b_end(free)
+            if leave is not None:
+                t = free + delay
+                if nb == 1:
+                    leave[head] = t
+                else:
+                    leave[head:k] = t
+                x = t - a0
+                if top < x < inf:
+                    top = x
             head = k
         self._flush_pod(srv.pod_id)
         srv.free_at = free
         srv.last_n = nb
         self.head = head
         self._noise_i = ni
+        if leave is not None:
+            self._max_sojourn = top
+            self._mat_b = len(self.b_first)
 
     def _flush_pod(self, pod_id: int) -> None:
         """Log ``pod_id`` as the pod of the batches logged without one (``_advance_one``
@@ -956,96 +985,6 @@ class FunctionQueue:
             self.head = j
 
 
-FUSED_BATCHES = 32  # _advance_logged: batches it starts before handing over to advance
-
-
-def _advance_logged(q: FunctionQueue, now: float) -> bool:
-    """``q.advance(now)`` for a lone pod (``_advance_one``'s case) with the leave times
-    filled as each batch is logged (what ``leave_times`` would do next, in one pass):
-    the same batches, drops, noise order and leave times. Up to FUSED_BATCHES batches;
-    a queue with more to start is handed over to ``advance`` (the idle fast path) in a
-    consistent state. False when it does not apply (``advance`` then does it all)."""
-    servers = q.servers
-    if (
-        len(servers) != 1
-        or q.stale
-        or q._slots_full
-        or q._leave is None
-        or q._mat_b != len(q.b_first)
-        or q._mat_d != len(q.d_first)
-    ):
-        return False
-    srv = servers[0]
-    table = srv.table
-    max_batch = len(table) - 1
-    if q.max_wait > 0.0 and max_batch > 1:
-        return False
-    if now > q.synced_to:
-        q.synced_to = now
-    arr, leave = q._arr, q._leave
-    n = len(arr)
-    head, free, nb = q.head, srv.free_at, srv.last_n
-    overhead, timeout, delay = q.overhead, q.timeout, q.delay
-    top = q._max_sojourn
-    inf = math.inf
-    noise, ni = q._noise, q._noise_i
-    n_noise = len(noise)
-    b_first, b_n, b_start = q.b_first.append, q.b_n.append, q.b_start.append
-    b_end, b_pod, pod_id = q.b_end.append, q.b_pod.append, srv.pod_id
-    started = 0
-    while head < n and free <= now:
-        a0 = arr[head]
-        if free <= a0:  # idle at the head's arrival: start then
-            if a0 > now:
-                break
-            start = a0
-        else:
-            start = free
-            if timeout is not None and a0 < start - timeout:
-                j = timed_out(arr, start - timeout, head)
-                q._drop(head, j - head, arr, timeout)
-                head = j
-                continue
-        if started == FUSED_BATCHES:
-            break
-        k = head + 1
-        if max_batch > 1 and k < n and arr[k] <= start:
-            hi = head + max_batch
-            k = bisect_right(arr, start, k + 1, hi if hi < n else n)
-        nb = k - head
-        if ni >= n_noise:
-            q._noise_i = ni
-            q._refill_noise()
-            noise, ni = q._noise, 0
-            n_noise = len(noise)
-        free = start + table[nb] * noise[ni] + overhead
-        ni += 1
-        b_first(head)
-        b_n(nb)
-        b_start(start)
-        b_end(free)
-        b_pod(pod_id)
-        t = free + delay
-        if nb == 1:
-            leave[head] = t
-        else:
-            leave[head:k] = t
-        x = t - arr[head]
-        if top < x < inf:
-            top = x
-        head = k
-        started += 1
-    srv.free_at = free
-    srv.last_n = nb
-    q.head = head
-    q._noise_i = ni
-    q._max_sojourn = top
-    q._mat_b = len(q.b_first)
-    if started == FUSED_BATCHES:
-        q.advance(now)  # the rest (the idle fast path takes long stretches in bulk)
-    return True
-
-
 def in_system_many(
     queues: list[FunctionQueue], starts: list[float], now: float
 ) -> tuple[list[float], list[bool]]:
@@ -1076,8 +1015,7 @@ def in_system_many(
         # advance(now)
         if q.servers:
             if q.head < n and arr[q.head] <= now:
-                if not _advance_logged(q, now):
-                    q.advance(now)
+                q.advance(now, fill_leave=True)
             elif now > q.synced_to:
                 q.synced_to = now
         else:
