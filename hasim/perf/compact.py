@@ -193,9 +193,7 @@ class CompactLatency:
 
     name = "compact"
 
-    def __init__(
-        self, cfg: CompactConfig, path: str | Path | dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, cfg: CompactConfig, path: str | Path | dict[str, Any] | None = None) -> None:
         """``path``: the coefficient file (default ``cfg.coefficients``, else the packaged
         V100 file), or coefficients already checked (:func:`coefficients_from_doc`) or a
         coefficient document (a dict)."""

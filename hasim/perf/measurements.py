@@ -120,10 +120,7 @@ FLAT_HEADER = ("model", "sm_pct", "batch", "quota_pct", "latency_ms_mean")
 PARVA_HEADER = ("Mig instance", "Batch size", "Workload Number", "Throughput", "Latency")
 QPS_HEADER = ("gpuName", "model", "quota", "sm", "qps")
 
-PARVA_SLICES = {
-    p.compute_slices: p.name
-    for p in reversed(hardware.gpu_spec(PARVA_GPU).mig)
-}
+PARVA_SLICES = {p.compute_slices: p.name for p in reversed(hardware.gpu_spec(PARVA_GPU).mig)}
 """ParvaGPU's ``Mig instance`` (GPCs) -> A100 80 GB MIG slice (the smallest-memory profile
 of that size: 1g.10gb .. 7g.80gb)."""
 PARVA_MODELS = {"inceptionv3": "inception_v3", "mobilenetv2": "mobilenet_v2"}

@@ -40,7 +40,7 @@ from hasim.perf.offline.conformal import (
     interval_report,
     log_residuals,
 )
-from hasim.perf.offline.tables import extract_profiles, normalize_table, profile_mask
+from hasim.perf.offline.tables import prepare_table, profile_mask
 from hasim.perf.predictor import LatencyPredictor, PredictorParams
 
 PROTOCOLS = ("random", "unseen-config", "unseen-model")
@@ -213,6 +213,29 @@ def _fit(
     return p, time.perf_counter() - t0
 
 
+def protocol_splits(
+    tab: pd.DataFrame,
+    protocol: str,
+    seed: int = 0,
+    folds: int = 5,
+    holdout_models: Sequence[str] | None = None,
+) -> list[Split]:
+    """The splits ``protocol`` scores (the GNN's evaluation scores the same), over a table
+    as ``prepare_table`` gives it."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol {protocol!r}", expected="one of " + ", ".join(PROTOCOLS))
+    if protocol == "random":
+        return [random_split(tab, seed)]
+    if protocol == "unseen-config":
+        return [config_split(tab, seed)]
+    if holdout_models:
+        return [model_split(tab, holdout_models)]
+    return [
+        model_split(tab, grp, f"fold {k + 1}/{folds}")
+        for k, grp in enumerate(model_folds(tab.model.unique(), folds, seed))
+    ]
+
+
 def evaluate(
     table: pd.DataFrame,
     protocol: str,
@@ -230,29 +253,16 @@ def evaluate(
     the coverage of ``coverage`` prediction intervals (see the module docstring)."""
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol {protocol!r}", expected="one of " + ", ".join(PROTOCOLS))
-    tab = normalize_table(table)
-    profiles = extract_profiles(tab)
-    tab = tab[[(g, m) in profiles for g, m in zip(tab.gpu, tab.model, strict=True)]]
-    tab = tab.reset_index(drop=True)
+    tab, profiles = prepare_table(table)
     params = params or PredictorParams(seed=seed)
     say = log or (lambda msg: None)
-    if protocol == "random":
-        splits = [random_split(tab, seed)]
-    elif protocol == "unseen-config":
-        splits = [config_split(tab, seed)]
-    elif holdout_models:
-        unknown = sorted(set(holdout_models) - set(tab.model))
-        if unknown:
-            raise InputError(
-                f"--holdout-models names unknown models {unknown}",
-                expected="models of the table, e.g. " + ", ".join(sorted(set(tab.model))[:5]),
-            )
-        splits = [model_split(tab, holdout_models)]
-    else:
-        splits = [
-            model_split(tab, grp, f"fold {k + 1}/{folds}")
-            for k, grp in enumerate(model_folds(tab.model.unique(), folds, seed))
-        ]
+    unknown = sorted(set(holdout_models or ()) - set(tab.model))
+    if protocol == "unseen-model" and unknown:
+        raise InputError(
+            f"--holdout-models names unknown models {unknown}",
+            expected="models of the table, e.g. " + ", ".join(sorted(set(tab.model))[:5]),
+        )
+    splits = protocol_splits(tab, protocol, seed, folds, holdout_models)
     preds = []
     fold_rows = []
     val_report = None
@@ -408,10 +418,7 @@ def out_of_fold(
     """Every non-profile row predicted once by a predictor that did not train on it:
     ``kind`` ``unseen`` (grouped ``folds``-fold over models) or ``seen`` (``folds``-fold
     over each model's configurations). Columns of the table plus ``pred`` (ms), ``fold``."""
-    tab = normalize_table(table)
-    profiles = extract_profiles(tab)
-    tab = tab[[(g, m) in profiles for g, m in zip(tab.gpu, tab.model, strict=True)]]
-    tab = tab.reset_index(drop=True)
+    tab, profiles = prepare_table(table)
     params = params or PredictorParams(seed=seed)
     say = log or (lambda msg: None)
     if kind == "unseen":

@@ -44,10 +44,12 @@ import numpy as np
 import pandas as pd
 
 from hasim.errors import InputError
+from hasim.perf.offline.evaluate import check_split, error_report, protocol_splits
 from hasim.perf.offline.tables import (
     default_static_features,
     extract_profiles,
     normalize_table,
+    prepare_table,
 )
 from hasim.perf.predictor import (
     DEFAULT_GPU,
@@ -528,45 +530,6 @@ class GNNEvalResult:
         }
 
 
-def protocol_splits(
-    tab: pd.DataFrame,
-    protocol: str,
-    seed: int = 0,
-    folds: int = 5,
-    holdout_models: Sequence[str] | None = None,
-) -> list[Any]:
-    """The splits :func:`hasim.perf.offline.evaluate.evaluate` scores for ``protocol`` (same seeds,
-    same folds), over a table prepared as it prepares it (see :func:`prepare_table`)."""
-    from hasim.perf.offline.evaluate import (
-        PROTOCOLS,
-        config_split,
-        model_folds,
-        model_split,
-        random_split,
-    )
-
-    if protocol not in PROTOCOLS:
-        raise InputError(f"protocol {protocol!r}", expected="one of " + ", ".join(PROTOCOLS))
-    if protocol == "random":
-        return [random_split(tab, seed)]
-    if protocol == "unseen-config":
-        return [config_split(tab, seed)]
-    if holdout_models:
-        return [model_split(tab, holdout_models)]
-    return [
-        model_split(tab, grp, f"fold {k + 1}/{folds}")
-        for k, grp in enumerate(model_folds(tab.model.unique(), folds, seed))
-    ]
-
-
-def prepare_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], Any]]:
-    """(normalized rows of models with a prior profile, the profiles), as in evaluate()."""
-    tab = normalize_table(table)
-    profiles = extract_profiles(tab)
-    tab = tab[[(g, m) in profiles for g, m in zip(tab.gpu, tab.model, strict=True)]]
-    return tab.reset_index(drop=True), profiles
-
-
 def evaluate_gnn(
     table: pd.DataFrame,
     protocol: str,
@@ -584,8 +547,6 @@ def evaluate_gnn(
     """Score the GNN, today's LightGBM predictor (``baseline``) and their log-space
     ensemble on the splits of :func:`hasim.perf.offline.evaluate.evaluate` (same seed, same
     folds; the ensemble weight is fixed, never fitted on a scored fold)."""
-    from hasim.perf.offline.evaluate import check_split, error_report
-
     say = log or (lambda msg: None)
     tab, profiles = prepare_table(table)
     splits = protocol_splits(tab, protocol, seed, folds, holdout_models)

@@ -200,3 +200,13 @@ def default_static_features() -> pd.DataFrame | None:
     from hasim.perf.offline.features import model_features
 
     return clean_static(model_features())
+
+
+def prepare_table(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], Any]]:
+    """The normalised rows (``normalize_table``) of the (GPU, model) pairs with a prior
+    profile, renumbered, and the profiles (``extract_profiles``): what the evaluations
+    score."""
+    tab = normalize_table(table)
+    profiles = extract_profiles(tab)
+    tab = tab[[(g, m) in profiles for g, m in zip(tab.gpu, tab.model, strict=True)]]
+    return tab.reset_index(drop=True), profiles
