@@ -33,6 +33,23 @@ def queue(arrivals, *, timeout=None, overhead=0.0, delay=0.0, seed=0, cv=0.3) ->
     )
 
 
+def delayed_queue(arrivals, timeout, delay_cv: float, seed: int) -> FunctionQueue:
+    """A queue with overhead 0.01 s and a post-service delay of 0.02 s, per request
+    lognormal with ``delay_cv`` (0: the same for all)."""
+    rng = np.random.default_rng(seed)
+    return FunctionQueue(
+        "f",
+        np.asarray(arrivals, dtype=float),
+        0.0,
+        timeout,
+        0.01,
+        0.02,
+        lambda n: rng.lognormal(0.0, 0.3, n),
+        delay_cv=delay_cv,
+        delay_rng=np.random.default_rng(seed + 1),
+    )
+
+
 def run(q: FunctionQueue, table, steps) -> FunctionQueue:
     q.add_server(7, 0.0, list(table))
     for t in steps:
@@ -178,18 +195,7 @@ def test_in_system_is_advance_then_concurrency_seconds_and_knows_when_empty(
     arr = np.cumsum(gaps)
 
     def make() -> FunctionQueue:
-        rng = np.random.default_rng(seed)
-        q = FunctionQueue(
-            "f",
-            arr,
-            0.0,
-            timeout,
-            0.01,
-            0.02,
-            lambda n: rng.lognormal(0.0, 0.3, n),
-            delay_cv=delay_cv,
-            delay_rng=np.random.default_rng(seed + 1),
-        )
+        q = delayed_queue(arr, timeout, delay_cv, seed)
         for p in range(pods):
             q.add_server(p, 0.0, [0.0, lat, 1.2 * lat])
         return q
@@ -252,23 +258,9 @@ def test_in_system_many_is_in_system(gaps, lat, timeout, step, pods, back, seed)
     windows start before, at or after the previous query."""
     arr = np.cumsum(gaps)
 
-    def make(cv: float, batch: int) -> FunctionQueue:
-        rng = np.random.default_rng(seed)
-        return FunctionQueue(
-            "f",
-            arr,
-            0.0,
-            timeout,
-            0.01,
-            0.02,
-            lambda n: rng.lognormal(0.0, 0.3, n),
-            delay_cv=cv,
-            delay_rng=np.random.default_rng(seed + 1),
-        )
-
     kinds = [(0.0, 1), (0.0, 4), (0.5, 2)]  # (delay cv, max batch)
-    fused = [make(cv, b) for cv, b in kinds]
-    twins = [make(cv, b) for cv, b in kinds]
+    fused = [delayed_queue(arr, timeout, cv, seed) for cv, _ in kinds]
+    twins = [delayed_queue(arr, timeout, cv, seed) for cv, _ in kinds]
     assert [q._plain() for q in fused] == [True, True, False]
     next_id = 0
     for k, now in enumerate(np.arange(step, arr[-1] + 10.0, step).tolist()):
