@@ -65,7 +65,7 @@ def request_arrays(
         pod.fill(-1)
         pod[idx] = rows.spread(q.b_pod, np.int32)
         batch.fill(0)
-        batch[idx] = rows.counts.astype(np.int16) if rows.unit else rows.spread(q.b_n, np.int16)
+        batch[idx] = rows.spread(rows.counts)  # (a request's batch size: its run's count)
         status[idx] = np.where(finish[idx] <= end, 0, 2)
     else:
         start.fill(np.nan)
