@@ -238,32 +238,31 @@ class RectBins:
     def rebuild(self, boxes: tuple[Box, ...]) -> MaxRectsBin:
         """A bin holding ``boxes`` (``MaxRectsBin.from_boxes``, its free space from the
         memo when this set was seen before)."""
-        memo = self.free_memo
         key = frozenset(boxes)
-        free = memo.get(key)
+        free = self.free_memo.get(key)
         if free is None:
-            # start from the longest known first part of the boxes (in placement order:
+            # split from the longest known first part of the boxes (in placement order:
             # a pod removed late in the order leaves a layout seen when it was placed)
-            j = len(boxes) - 1
-            known = None
-            while j > 0 and known is None and len(boxes) - j <= PREFIX_SEARCH:
-                known = memo.get(frozenset(boxes[:j]))
-                if known is None:
-                    j -= 1
-            rects = list(known) if known is not None else [(0, 0, AREA_W, AREA_H)]
-            for box in boxes[j if known is not None else 0 :]:
+            rects, done = [(0, 0, AREA_W, AREA_H)], 0
+            for j in range(len(boxes) - 1, max(0, len(boxes) - 1 - PREFIX_SEARCH), -1):
+                known = self.free_memo.get(frozenset(boxes[:j]))
+                if known is not None:
+                    rects, done = list(known), j
+                    break
+            for box in boxes[done:]:
                 rects = split(rects, box)
-            free = tuple(rects)
-            if len(memo) >= self.MEMO_MAX:
-                memo.clear()
-            memo[key] = free
+            free = self._note(key, rects)
         return MaxRectsBin.with_free(AREA_W, AREA_H, boxes, free)
 
     def remember(self, key: frozenset[Box], b: MaxRectsBin) -> None:
         """Note the free space of ``b``, which holds the boxes ``key``."""
+        self._note(key, b.free)
+
+    def _note(self, key: frozenset[Box], free: Sequence[Box]) -> tuple[Box, ...]:
         if len(self.free_memo) >= self.MEMO_MAX:
             self.free_memo.clear()
-        self.free_memo[key] = tuple(b.free)
+        out = self.free_memo[key] = tuple(free)
+        return out
 
 
 class _CachedRectPacker(RectPacker):
